@@ -1,0 +1,51 @@
+"""agent_core: stateful LLM agents on the OpenAI Responses API (Azure OpenAI, Azure AI Foundry, OpenAI)."""
+
+from .agents import Agent, AgentResponse, AgentResponseUpdate, ResponseStream
+from .exceptions import (
+    AgentCoreError,
+    AgentInputError,
+    ApprovalError,
+    ConfigurationError,
+    ModelAuthenticationError,
+    ModelBadRequestError,
+    ModelError,
+    ModelRateLimitError,
+    ModelServiceError,
+    ModelTimeoutError,
+    SessionSerializationError,
+)
+from .messages import Content, Message
+from .model_client import ResponsesClient, UsageDetails
+from .providers import BaseContextProvider, BaseHistoryProvider, InMemoryHistoryProvider, SessionContext
+from .sessions import AgentSession, register_state_type
+from .tools import FunctionTool, tool
+
+__all__ = [
+    "Agent",
+    "AgentCoreError",
+    "AgentInputError",
+    "AgentResponse",
+    "AgentResponseUpdate",
+    "AgentSession",
+    "ApprovalError",
+    "BaseContextProvider",
+    "BaseHistoryProvider",
+    "ConfigurationError",
+    "Content",
+    "FunctionTool",
+    "InMemoryHistoryProvider",
+    "Message",
+    "ModelAuthenticationError",
+    "ModelBadRequestError",
+    "ModelError",
+    "ModelRateLimitError",
+    "ModelServiceError",
+    "ModelTimeoutError",
+    "ResponseStream",
+    "ResponsesClient",
+    "SessionContext",
+    "SessionSerializationError",
+    "UsageDetails",
+    "register_state_type",
+    "tool",
+]

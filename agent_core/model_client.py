@@ -1,0 +1,291 @@
+"""The Responses API client every provider shares: messages to input items, output to messages, typed errors."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import openai
+from pydantic import BaseModel
+
+from .exceptions import (
+    ModelAuthenticationError,
+    ModelBadRequestError,
+    ModelError,
+    ModelRateLimitError,
+    ModelServiceError,
+    ModelTimeoutError,
+)
+from .messages import Content, Message
+from .tools import FunctionTool, ToolLike
+
+if TYPE_CHECKING:
+    from .agents import Agent
+    from .providers import BaseContextProvider
+
+# Run options that are forwarded to `responses.create`; everything else stays with the providers.
+MODEL_OPTIONS = frozenset(
+    {
+        "model",
+        "temperature",
+        "top_p",
+        "max_output_tokens",
+        "tool_choice",
+        "parallel_tool_calls",
+        "metadata",
+        "reasoning",
+        "text",
+        "truncation",
+        "user",
+        "safety_identifier",
+        "prompt_cache_key",
+        "service_tier",
+        "store",
+    }
+)
+
+
+class UsageDetails(BaseModel):
+    """Token counts, summed over every model call of a run."""
+
+    input_token_count: int = 0
+    output_token_count: int = 0
+    total_token_count: int = 0
+
+    def __add__(self, other: UsageDetails) -> UsageDetails:
+        return UsageDetails(
+            input_token_count=self.input_token_count + other.input_token_count,
+            output_token_count=self.output_token_count + other.output_token_count,
+            total_token_count=self.total_token_count + other.total_token_count,
+        )
+
+
+@dataclass
+class ModelRequest:
+    """One call to the model: what to send and which server-side conversation to continue."""
+
+    messages: list[Message]
+    instructions: str | None = None
+    tools: Sequence[FunctionTool] = ()
+    conversation_id: str | None = None
+    previous_response_id: str | None = None
+    store: bool | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ModelTurn:
+    """The result of one model call: one assistant message (text and/or tool calls) and its ids."""
+
+    message: Message
+    response_id: str | None
+    conversation_id: str | None
+    usage: UsageDetails
+
+
+@dataclass
+class TextDelta:
+    text: str
+
+
+@dataclass
+class FunctionCallEvent:
+    call: Content
+
+
+StreamEvent = TextDelta | FunctionCallEvent | ModelTurn
+
+
+def to_input_items(messages: Sequence[Message]) -> list[dict[str, Any]]:
+    """Messages as Responses API input items. Approval contents are local bookkeeping and are not sent."""
+    items: list[dict[str, Any]] = []
+    for message in messages:
+        text = message.text
+        if text and message.role != "tool":
+            items.append({"type": "message", "role": message.role, "content": text})
+        for c in message.contents:
+            if c.type == "function_call":
+                items.append({"type": "function_call", "call_id": c.call_id, "name": c.name, "arguments": c.arguments})
+            elif c.type == "function_result":
+                items.append({"type": "function_call_output", "call_id": c.call_id, "output": c.result or ""})
+    return items
+
+
+def to_tool_params(tools: Sequence[FunctionTool]) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": "function",
+            "name": t.name,
+            "description": t.description,
+            "parameters": t.parameters(),
+            "strict": False,
+        }
+        for t in tools
+    ]
+
+
+def parse_response(response: openai.types.responses.Response) -> ModelTurn:
+    """Turn a Responses API response into one assistant message plus ids and usage."""
+    contents: list[Content] = []
+    for item in response.output:
+        if item.type == "message":
+            for part in item.content:
+                if part.type == "output_text":
+                    contents.append(Content.from_text(part.text))
+                elif part.type == "refusal":
+                    contents.append(Content.from_text(part.refusal))
+        elif item.type == "function_call":
+            contents.append(Content.from_function_call(item.call_id, item.name, item.arguments))
+    usage = UsageDetails()
+    if response.usage is not None:
+        usage = UsageDetails(
+            input_token_count=response.usage.input_tokens,
+            output_token_count=response.usage.output_tokens,
+            total_token_count=response.usage.total_tokens,
+        )
+    conversation_id = response.conversation.id if response.conversation is not None else None
+    return ModelTurn(Message(role="assistant", contents=contents), response.id, conversation_id, usage)
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds to wait, from `retry-after-ms` or `retry-after` (seconds or an HTTP date)."""
+    if headers is None:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return float(ms) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def map_openai_error(exc: openai.OpenAIError) -> ModelError:
+    """The typed agent_core error for an openai SDK error."""
+    if isinstance(exc, openai.APITimeoutError):
+        return ModelTimeoutError(f"the model did not answer in time: {exc}")
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        message = f"model service returned {status}: {exc.message}"
+        if status in (429, 503):
+            return ModelRateLimitError(message, status_code=status, retry_after=_retry_after(exc.response.headers))
+        if status in (401, 403):
+            return ModelAuthenticationError(message, status_code=status)
+        if 400 <= status < 500:
+            return ModelBadRequestError(message, status_code=status)
+        return ModelServiceError(message, status_code=status)
+    if isinstance(exc, openai.APIConnectionError):
+        return ModelServiceError(f"cannot reach the model service: {exc}")
+    return ModelServiceError(f"model call failed: {exc}")
+
+
+class ResponsesClient:
+    """A Responses API client (OpenAI, Azure OpenAI, Foundry) around one shared `AsyncOpenAI`."""
+
+    def __init__(self, *, client: openai.AsyncOpenAI, model: str) -> None:
+        self.client = client
+        self.model = model
+
+    def as_agent(
+        self,
+        *,
+        name: str | None = None,
+        instructions: str | None = None,
+        tools: Sequence[ToolLike] | ToolLike | None = None,
+        context_providers: Sequence[BaseContextProvider] | None = None,
+        **kwargs: Any,
+    ) -> Agent:
+        """An Agent that talks through this client."""
+        from .agents import Agent
+
+        return Agent(
+            client=self,
+            name=name,
+            instructions=instructions,
+            tools=tools,
+            context_providers=context_providers,
+            **kwargs,
+        )
+
+    def _create_args(self, request: ModelRequest) -> dict[str, Any]:
+        args: dict[str, Any] = {
+            "model": self.model,
+            "input": to_input_items(request.messages),
+        }
+        if request.instructions:
+            args["instructions"] = request.instructions
+        if request.tools:
+            args["tools"] = to_tool_params(request.tools)
+        if request.conversation_id:
+            args["conversation"] = request.conversation_id
+        elif request.previous_response_id:
+            args["previous_response_id"] = request.previous_response_id
+        if request.store is not None:
+            args["store"] = request.store
+        args.update({k: v for k, v in request.options.items() if k in MODEL_OPTIONS})
+        return args
+
+    async def get_response(self, request: ModelRequest) -> ModelTurn:
+        try:
+            response = await self.client.responses.create(**self._create_args(request))
+        except openai.OpenAIError as exc:
+            raise map_openai_error(exc) from exc
+        return parse_response(response)
+
+    async def stream_response(self, request: ModelRequest) -> AsyncGenerator[StreamEvent, None]:
+        """Text deltas and tool calls as they arrive, then the completed turn (always last)."""
+        try:
+            stream = await self.client.responses.create(**self._create_args(request), stream=True)
+        except openai.OpenAIError as exc:
+            raise map_openai_error(exc) from exc
+        try:
+            async for event in stream:
+                if event.type == "response.output_text.delta":
+                    yield TextDelta(event.delta)
+                elif event.type == "response.output_item.done" and event.item.type == "function_call":
+                    item = event.item
+                    yield FunctionCallEvent(Content.from_function_call(item.call_id, item.name, item.arguments))
+                elif event.type in ("response.completed", "response.incomplete"):
+                    yield parse_response(event.response)
+                    return
+                elif event.type == "response.failed":
+                    error = event.response.error
+                    raise ModelServiceError(f"model response failed: {error.message if error else 'unknown error'}")
+                elif event.type == "error":
+                    raise ModelServiceError(f"model stream error: {event.message}")
+        except openai.OpenAIError as exc:
+            raise map_openai_error(exc) from exc
+        finally:
+            await stream.close()
+        raise ModelServiceError("the model stream ended before the response completed")
+
+    async def create_conversation(self, *, metadata: dict[str, str] | None = None) -> str:
+        """Start a server-side conversation (Conversations API); its `conv_…` id stays stable across turns."""
+        try:
+            conversation = await self.client.conversations.create(metadata=metadata)
+        except openai.OpenAIError as exc:
+            raise map_openai_error(exc) from exc
+        return conversation.id
+
+    async def delete_conversation(self, conversation_id: str) -> bool:
+        """Delete a server-side conversation; False if the service no longer has it."""
+        try:
+            await self.client.conversations.delete(conversation_id)
+        except openai.NotFoundError:
+            return False
+        except openai.OpenAIError as exc:
+            raise map_openai_error(exc) from exc
+        return True
+
+    async def close(self) -> None:
+        await self.client.close()

@@ -1,0 +1,188 @@
+"""AgentSession: a conversation's ids and mutable state, serializable to JSON with typed values intact."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from typing import Any, Protocol, TypeGuard, runtime_checkable
+
+from pydantic import BaseModel
+
+from .exceptions import SessionSerializationError
+from .messages import Content, Message
+
+JSONValue = Any  # what json.dumps accepts: dict[str, ...] | list[...] | str | int | float | bool | None
+
+TYPE_KEY = "$type"
+_SESSION_TYPE = "session"
+
+
+@runtime_checkable
+class DictSerializable(Protocol):
+    """An object that round-trips through `to_dict()` / `cls.from_dict(data)`."""
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Any: ...
+
+
+_registry: dict[str, type[Any]] = {}
+_tags: dict[type[Any], str] = {}
+
+
+def register_state_type(cls: type[Any], tag: str | None = None) -> type[Any]:
+    """Register a type that may live in `session.state` under a stable tag (default: module.qualname).
+
+    Registering is optional for classes importable from an already-loaded module; a fixed tag keeps
+    stored sessions readable after the class moves. Usable as a decorator.
+    """
+    if not (_is_model_type(cls) or _has_dict_protocol(cls)):
+        raise TypeError(f"{cls.__name__} is neither a pydantic model nor has to_dict()/from_dict()")
+    tag = tag or f"{cls.__module__}.{cls.__qualname__}"
+    if _registry.get(tag, cls) is not cls:
+        raise ValueError(f"state type tag {tag!r} is already registered for {_registry[tag].__qualname__}")
+    _registry[tag] = cls
+    _tags[cls] = tag
+    return cls
+
+
+def _is_model_type(cls: type[Any]) -> TypeGuard[type[BaseModel]]:
+    return isinstance(cls, type) and issubclass(cls, BaseModel)
+
+
+def _has_dict_protocol(cls: type[Any]) -> bool:
+    return callable(getattr(cls, "to_dict", None)) and callable(getattr(cls, "from_dict", None))
+
+
+def _tag_of(cls: type[Any]) -> str:
+    tag = _tags.get(cls)
+    if tag is None:
+        register_state_type(cls)
+        tag = _tags[cls]
+    return tag
+
+
+def _resolve(tag: str) -> type[Any]:
+    """Find the class for a tag: the registry, else an already-imported module (never imports anything)."""
+    cls = _registry.get(tag)
+    if cls is not None:
+        return cls
+    module_name, _, qualname = tag.rpartition(".")
+    while module_name:
+        module = sys.modules.get(module_name)
+        if module is not None:
+            obj: Any = module
+            for part in qualname.split("."):
+                obj = getattr(obj, part, None)
+            if isinstance(obj, type) and (_is_model_type(obj) or _has_dict_protocol(obj)):
+                return register_state_type(obj, tag)
+            break
+        module_name, _, head = module_name.rpartition(".")
+        qualname = f"{head}.{qualname}"
+    raise SessionSerializationError(
+        f"unknown state type {tag!r}: import its module or call register_state_type() before from_dict()"
+    )
+
+
+def encode_value(value: Any, path: str = "state") -> JSONValue:
+    """Turn a state value into JSON data; typed values get a `$type` tag. Fails loudly on anything else."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, list):
+        return [encode_value(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        out: dict[str, JSONValue] = {}
+        for key, v in value.items():
+            if not isinstance(key, str):
+                raise SessionSerializationError(f"{path}: dict keys must be str, got {type(key).__name__}")
+            out[key] = encode_value(v, f"{path}.{key}")
+        # A plain dict that happens to use our tag key is wrapped so it cannot be mistaken for a typed value.
+        return {TYPE_KEY: "dict", "value": out} if TYPE_KEY in out else out
+    if isinstance(value, tuple):
+        return {TYPE_KEY: "tuple", "value": [encode_value(v, f"{path}[{i}]") for i, v in enumerate(value)]}
+    cls = type(value)
+    if isinstance(value, BaseModel):
+        return {TYPE_KEY: _tag_of(cls), "value": value.model_dump(mode="json", exclude_defaults=True)}
+    if _has_dict_protocol(cls):
+        return {TYPE_KEY: _tag_of(cls), "value": encode_value(value.to_dict(), f"{path}<{cls.__name__}>")}
+    raise SessionSerializationError(
+        f"{path}: cannot serialize {cls.__module__}.{cls.__qualname__}; store JSON data, a pydantic model, "
+        "or an object with to_dict()/from_dict()"
+    )
+
+
+def decode_value(data: JSONValue) -> Any:
+    """Inverse of `encode_value`."""
+    if isinstance(data, list):
+        return [decode_value(v) for v in data]
+    if not isinstance(data, dict):
+        return data
+    tag = data.get(TYPE_KEY)
+    if tag is None:
+        return {k: decode_value(v) for k, v in data.items()}
+    if tag == "dict":
+        return {k: decode_value(v) for k, v in data["value"].items()}
+    if tag == "tuple":
+        return tuple(decode_value(v) for v in data["value"])
+    cls = _resolve(tag)
+    try:
+        if _is_model_type(cls):
+            return cls.model_validate(data["value"])
+        return cls.from_dict(decode_value(data["value"]))
+    except Exception as exc:
+        raise SessionSerializationError(f"cannot restore {tag!r}: {exc}") from exc
+
+
+def snapshot_state(value: Any) -> Any:
+    """Copy the dicts and lists of a state tree (not the objects in them): cheap undo for a failed run."""
+    if isinstance(value, dict):
+        return {k: snapshot_state(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [snapshot_state(v) for v in value]
+    return value
+
+
+register_state_type(Message, "agent_core.Message")
+register_state_type(Content, "agent_core.Content")
+
+
+def new_session_id() -> str:
+    """A random id with 122 random bits (UUID4), safe to use as a storage key."""
+    return str(uuid.uuid4())
+
+
+class AgentSession:
+    """A conversation: its id, the service-managed id (if the service keeps history), and provider state."""
+
+    def __init__(
+        self,
+        session_id: str | None = None,
+        service_session_id: str | None = None,
+        state: dict[str, Any] | None = None,
+    ) -> None:
+        self.session_id: str = session_id or new_session_id()
+        self.service_session_id: str | None = service_session_id
+        self.state: dict[str, Any] = state if state is not None else {}
+
+    def __repr__(self) -> str:
+        return f"AgentSession(session_id={self.session_id!r}, service_session_id={self.service_session_id!r})"
+
+    def to_dict(self) -> dict[str, JSONValue]:
+        """JSON-ready dict; raises SessionSerializationError if a state value cannot be serialized."""
+        return {
+            "type": _SESSION_TYPE,
+            "session_id": self.session_id,
+            "service_session_id": self.service_session_id,
+            "state": encode_value(self.state),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, JSONValue]) -> AgentSession:
+        if not isinstance(data, dict) or not isinstance(data.get("session_id"), str):
+            raise SessionSerializationError("not a serialized AgentSession: 'session_id' is missing")
+        state = decode_value(data.get("state") or {})
+        if not isinstance(state, dict):
+            raise SessionSerializationError("a serialized AgentSession's 'state' must be an object")
+        service_session_id = data.get("service_session_id")
+        return cls(data["session_id"], service_session_id if isinstance(service_session_id, str) else None, state)
