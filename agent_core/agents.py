@@ -316,7 +316,8 @@ class _Run:
             usage = usage + turn.usage
             response_id = turn.response_id
             conversation_id = turn.conversation_id or conversation_id
-            previous_id = None if conversation_id else response_id
+            if self.service_mode:
+                previous_id = None if conversation_id else response_id
             message = turn.message
             calls = message.contents_of("function_call")
             if not stream:
@@ -330,6 +331,15 @@ class _Run:
             if message.contents:
                 new_messages.append(message)
             if not calls or gated:
+                break
+            if iteration == agent.max_tool_iterations:
+                # The model called tools although told not to: answer every call so history stays valid, and stop.
+                limit = "Error: tool call limit reached for this turn."
+                results = Message(
+                    "tool", [Content.from_function_result(c.call_id or "", limit, name=c.name) for c in calls]
+                )
+                new_messages.append(results)
+                yield AgentResponseUpdate(role="tool", contents=results.contents, response_id=response_id)
                 break
             results = Message("tool", await invoke_tool_calls(calls, tools))
             new_messages.append(results)

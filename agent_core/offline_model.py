@@ -31,9 +31,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 _ROUTES: list[tuple[str, re.Pattern[str], frozenset[str]]] = [
-    ("conversation_item", re.compile(r"/conversations/([^/]+)/items/([^/]+)$"), frozenset({"GET", "DELETE"})),
     ("conversation_items", re.compile(r"/conversations/([^/]+)/items$"), frozenset({"GET", "POST"})),
-    ("conversation", re.compile(r"/conversations/([^/]+)$"), frozenset({"GET", "POST", "DELETE"})),
+    ("conversation", re.compile(r"/conversations/([^/]+)$"), frozenset({"GET", "DELETE"})),
     ("conversations", re.compile(r"/conversations$"), frozenset({"POST"})),
     ("response", re.compile(r"/responses/([^/]+)$"), frozenset({"GET", "DELETE"})),
     ("responses", re.compile(r"/responses$"), frozenset({"POST"})),
@@ -408,29 +407,18 @@ class OfflineModel:
             await _send_json(send, 200, conversation.resource())
             return
         conversation = self._conversation(ids[0])
-        if route == "conversation":
-            if method == "DELETE":
-                del self._conversations[conversation.id]
-                await _send_json(send, 200, {"id": conversation.id, "object": "conversation.deleted", "deleted": True})
-                return
-            if method == "POST":
-                conversation.metadata = body.get("metadata") or {}
+        if route == "conversation" and method == "DELETE":
+            del self._conversations[conversation.id]
+            deleted = {"id": conversation.id, "object": "conversation.deleted", "deleted": True}
+            await _send_json(send, 200, deleted)
+        elif route == "conversation":
             await _send_json(send, 200, conversation.resource())
-        elif route == "conversation_items" and method == "POST":
+        elif method == "POST":
             added = _normalise_input(body.get("items"), "items")
             conversation.items.extend(added)
             await _send_json(send, 200, _item_list(added, has_more=False))
-        elif route == "conversation_items":
-            await _send_json(send, 200, _list_items(conversation.items, query))
         else:
-            item = next((i for i in conversation.items if i.get("id") == ids[1]), None)
-            if item is None:
-                raise ApiError(404, f"Item with id '{ids[1]}' not found.", param="item_id")
-            if method == "DELETE":
-                conversation.items.remove(item)
-                await _send_json(send, 200, conversation.resource())
-            else:
-                await _send_json(send, 200, item)
+            await _send_json(send, 200, _list_items(conversation.items, query))
 
     def _conversation(self, conversation_id: str) -> _Conversation:
         conversation = self._conversations.get(conversation_id)
@@ -458,6 +446,8 @@ class OfflineModel:
             raise ApiError(400, "Use either 'previous_response_id' or 'conversation', not both.", param="conversation")
         instructions = body.get("instructions") if isinstance(body.get("instructions"), str) else None
         tools: list[JSON] = body.get("tools") or []
+        if not isinstance(tools, list) or not all(isinstance(tool, dict) for tool in tools):
+            raise ApiError(400, "'tools' must be a list of tool objects.", param="tools")
         new_items = _normalise_input(body["input"])
 
         conversation: _Conversation | None = None
@@ -474,7 +464,9 @@ class OfflineModel:
         else:
             context = list(new_items)
 
-        output = _echo(context, tools, instructions, self.label)
+        tool_choice = body.get("tool_choice", "auto")
+        # tool_choice "none" forbids tool calls, as on the real service
+        output = _echo(context, [] if tool_choice == "none" else tools, instructions, self.label)
         response: JSON = {
             "id": _new_id("resp"),
             "object": "response",
@@ -483,7 +475,7 @@ class OfflineModel:
             "model": body["model"],
             "output": output,
             "parallel_tool_calls": True,
-            "tool_choice": "auto",
+            "tool_choice": tool_choice if isinstance(tool_choice, str) else "auto",
             "tools": tools,
             "instructions": instructions,
             "usage": _usage(context, instructions, output),
