@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
+import httpx2
 import openai
 
 from .exceptions import ConfigurationError
 from .model_client import ResponsesClient
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+    from azure.core.credentials_async import AsyncTokenCredential
+
+    Credential: TypeAlias = AsyncTokenCredential | TokenCredential
+else:
+    Credential = object
 
 FOUNDRY_SCOPE = "https://ai.azure.com/.default"
 AZURE_OPENAI_SCOPE = "https://cognitiveservices.azure.com/.default"
@@ -21,16 +31,17 @@ def _v1_base_url(endpoint: str) -> str:
     return endpoint if endpoint.endswith("/openai/v1") else f"{endpoint}/openai/v1"
 
 
-def _token_provider(credential: Any, scope: str) -> Callable[[], Awaitable[str]]:
+def _token_provider(credential: Credential, scope: str) -> Callable[[], Awaitable[str]]:
     """An async bearer-token callable for `AsyncOpenAI(api_key=...)`; accepts async or sync credentials."""
     from azure.identity.aio import get_bearer_token_provider
 
-    if asyncio.iscoroutinefunction(getattr(credential, "get_token", None)):
-        return get_bearer_token_provider(credential, scope)
+    if inspect.iscoroutinefunction(credential.get_token):
+        return get_bearer_token_provider(cast("AsyncTokenCredential", credential), scope)
+    sync_credential = cast("TokenCredential", credential)
 
     async def sync_provider() -> str:  # a sync azure.identity credential: keep the event loop free
-        token = await asyncio.to_thread(credential.get_token, scope)
-        return str(token.token)
+        token = await asyncio.to_thread(sync_credential.get_token, scope)
+        return token.token
 
     return sync_provider
 
@@ -49,11 +60,11 @@ class AzureOpenAIResponsesClient(ResponsesClient):
         endpoint: str | None = None,
         deployment_name: str | None = None,
         api_key: str | None = None,
-        credential: Any = None,
+        credential: Credential | None = None,
         api_version: str | None = None,
         timeout: float | None = None,
         max_retries: int | None = None,
-        http_client: Any = None,
+        http_client: httpx2.AsyncClient | None = None,
     ) -> None:
         env = os.environ
         if not project_endpoint and not endpoint:
@@ -112,5 +123,5 @@ class AzureOpenAIResponsesClient(ResponsesClient):
     async def close(self) -> None:
         await super().close()
         close = getattr(self.credential, "close", None)
-        if close is not None and asyncio.iscoroutinefunction(close):
+        if close is not None and inspect.iscoroutinefunction(close):
             await close()

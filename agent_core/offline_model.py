@@ -333,6 +333,12 @@ class OfflineModel:
         with self._lock:
             self._stream_breaks.append(after_deltas)
 
+    def seed_response(self, response_id: str, user_messages: list[str] | None = None) -> None:
+        """Store a response under a chosen id (with these earlier user messages) for `previous_response_id`."""
+        context = [_normalise_item({"role": "user", "content": text}) for text in user_messages or []]
+        with self._lock:
+            self._responses[response_id] = _StoredResponse(context, [], {"id": response_id})
+
     def reset(self) -> None:
         """Forget requests, stored responses, conversations and queued faults."""
         with self._lock:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import httpx2
 import openai
 
 from .exceptions import ConfigurationError
@@ -22,7 +23,7 @@ class OpenAIResponsesClient(ResponsesClient):
         base_url: str | None = None,
         timeout: float | None = None,
         max_retries: int | None = None,
-        http_client: Any = None,
+        http_client: httpx2.AsyncClient | None = None,
         async_client: openai.AsyncOpenAI | None = None,
     ) -> None:
         model = model or os.environ.get("OPENAI_RESPONSES_MODEL_ID")

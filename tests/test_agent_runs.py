@@ -39,13 +39,15 @@ async def test_multi_turn_memory_and_response_fields(client: OpenAIResponsesClie
     assert seen_user_messages(first.text) == ["My name is Alice and I love hiking."]
     second = await agent.run("What do you remember about me?", session=session)
     assert seen_user_messages(second.text) == ["My name is Alice and I love hiking.", "What do you remember about me?"]
-    assert second.response_id and second.response_id.startswith("resp_")
+    assert second.response_id
+    assert second.response_id.startswith("resp_")
     assert second.usage.output_token_count > 0
     assert second.usage.total_token_count == second.usage.input_token_count + second.usage.output_token_count
     assert [m.role for m in second.messages] == ["assistant"]
     # local history: the full conversation is sent each time, nothing is stored on the service
     last = model.responses_requests()[-1]
-    assert last["store"] is False and "previous_response_id" not in last
+    assert last["store"] is False
+    assert "previous_response_id" not in last
     assert last["instructions"] == "Be brief."
     assert session.service_session_id is None
 
@@ -77,7 +79,7 @@ async def test_input_forms(client: OpenAIResponsesClient):
     mixed = await agent.run(["a", Message(role="user", text="b"), Message(role="assistant", text="c")])
     assert seen_user_messages(mixed.text) == ["a", "b"]
     with pytest.raises(AgentInputError, match="must be str or Message"):
-        agent.run([42])  # type: ignore[list-item]
+        agent.run([42])  # type: ignore[list-item, unused-coroutine]
 
 
 async def test_without_session_nothing_is_remembered(client: OpenAIResponsesClient):

@@ -13,7 +13,8 @@ async def test_conversation_session_sends_only_new_input(client: OpenAIResponses
     agent = client.as_agent(instructions="Be brief.")
     session = await agent.create_service_session()
     conversation_id = session.service_session_id
-    assert conversation_id and conversation_id.startswith("conv_")
+    assert conversation_id
+    assert conversation_id.startswith("conv_")
     await agent.run("My name is Alice.", session=session)
     reply = await agent.run("Who am I?", session=session)
     # the service remembers: the echo model saw both messages although only the new one was sent
@@ -35,7 +36,8 @@ async def test_response_chain_uses_previous_response_id(client: OpenAIResponsesC
     assert seen_user_messages(second.text) == ["one", "two"]
     sent = model.responses_requests()[-1]
     assert sent["previous_response_id"] == first.response_id
-    assert len(sent["input"]) == 1 and sent["store"] is True
+    assert len(sent["input"]) == 1
+    assert sent["store"] is True
     assert session.service_session_id == second.response_id
 
 

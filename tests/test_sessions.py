@@ -100,7 +100,7 @@ def test_unserializable_value_fails_loudly_at_to_dict():
 
 def test_unknown_type_tag_fails_loudly_at_from_dict():
     data = {"session_id": "s", "state": {"x": {"$type": "nowhere.Missing", "value": {}}}}
-    with pytest.raises(SessionSerializationError, match="unknown state type 'nowhere.Missing'"):
+    with pytest.raises(SessionSerializationError, match=r"unknown state type 'nowhere\.Missing'"):
         AgentSession.from_dict(data)
     with pytest.raises(SessionSerializationError, match="session_id"):
         AgentSession.from_dict({"state": {}})

@@ -38,7 +38,7 @@ async def test_streamed_and_plain_runs_store_the_same(client: OpenAIResponsesCli
     async for _ in agent.run("hi", session=streamed, stream=True):
         pass
 
-    def stored(session) -> list[dict]:
+    def stored(session) -> list[dict[str, object]]:
         return [m.model_dump() for m in session.state["in_memory"]["messages"]]
 
     assert stored(plain) == stored(streamed)

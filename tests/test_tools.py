@@ -51,7 +51,7 @@ def test_schema_from_type_hints_annotated_and_pydantic():
     assert (bare.name, bare.description, bare.approval_mode) == ("bare", "First paragraph only.", "never_require")
     assert bare(2) == 2  # still callable directly
     with pytest.raises(ValueError, match="approval_mode"):
-        tool(approval_mode="sometimes")(bare.func)  # type: ignore[arg-type]
+        tool(approval_mode="sometimes")(bare.func)  # type: ignore[call-overload]
 
 
 async def test_invoke_validates_and_formats_results():
