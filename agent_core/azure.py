@@ -6,13 +6,13 @@ import asyncio
 import inspect
 import os
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeAlias, cast
+from typing import TYPE_CHECKING, TypeAlias, cast
 
 import httpx2
 import openai
 
 from .exceptions import ConfigurationError
-from .model_client import ResponsesClient
+from .model_client import ResponsesClient, sdk_options
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -102,20 +102,13 @@ class AzureOpenAIResponsesClient(ResponsesClient):
                 credential = DefaultAzureCredential()  # honours AZURE_CLIENT_ID for a user-assigned identity
             auth = _token_provider(credential, scope)
         self.credential = credential
-        extra: dict[str, Any] = {}
-        if timeout is not None:
-            extra["timeout"] = timeout
-        if max_retries is not None:
-            extra["max_retries"] = max_retries
-        if http_client is not None:
-            extra["http_client"] = http_client
         super().__init__(
             client=openai.AsyncOpenAI(
                 api_key=auth,
                 base_url=base_url,
                 default_headers={"api-key": api_key} if api_key else None,
                 default_query={"api-version": api_version} if api_version else None,
-                **extra,
+                **sdk_options(timeout=timeout, max_retries=max_retries, http_client=http_client),
             ),
             model=deployment_name,
         )

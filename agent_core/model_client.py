@@ -8,6 +8,7 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import httpx2
 import openai
 from pydantic import BaseModel
 
@@ -46,6 +47,14 @@ MODEL_OPTIONS = frozenset(
         "store",
     }
 )
+
+
+def sdk_options(
+    *, timeout: float | None, max_retries: int | None, http_client: httpx2.AsyncClient | None
+) -> dict[str, Any]:
+    """The optional `AsyncOpenAI` arguments that were given (the SDK's defaults apply to the rest)."""
+    options = {"timeout": timeout, "max_retries": max_retries, "http_client": http_client}
+    return {k: v for k, v in options.items() if v is not None}
 
 
 class UsageDetails(BaseModel):

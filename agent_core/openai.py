@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import httpx2
 import openai
 
 from .exceptions import ConfigurationError
-from .model_client import ResponsesClient
+from .model_client import ResponsesClient, sdk_options
 
 
 class OpenAIResponsesClient(ResponsesClient):
@@ -35,14 +34,9 @@ class OpenAIResponsesClient(ResponsesClient):
             api_key = api_key or os.environ.get("OPENAI_API_KEY")
             if not api_key:
                 raise ConfigurationError("OpenAIResponsesClient needs an API key: pass api_key= or set OPENAI_API_KEY")
-            extra: dict[str, Any] = {}
-            if timeout is not None:
-                extra["timeout"] = timeout
-            if max_retries is not None:
-                extra["max_retries"] = max_retries
-            if http_client is not None:
-                extra["http_client"] = http_client
             async_client = openai.AsyncOpenAI(
-                api_key=api_key, base_url=base_url or os.environ.get("OPENAI_BASE_URL") or None, **extra
+                api_key=api_key,
+                base_url=base_url or os.environ.get("OPENAI_BASE_URL") or None,
+                **sdk_options(timeout=timeout, max_retries=max_retries, http_client=http_client),
             )
         super().__init__(client=async_client, model=model)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx2
@@ -33,20 +33,14 @@ SEARCH_TOOL: Any = {
 }
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[OfflineModelServer]:
-    with OfflineModelServer() as running:
-        yield running
-
-
 @pytest.fixture
-def model(server: OfflineModelServer) -> OfflineModel:
-    server.model.reset()
-    return server.model
+def server(model_server: OfflineModelServer) -> OfflineModelServer:
+    return model_server
 
 
 @pytest.fixture
 async def client(server: OfflineModelServer, model: OfflineModel) -> AsyncIterator[openai.AsyncOpenAI]:
+    """The bare openai SDK (not agent_core) against the shared echo model."""
     async with openai.AsyncOpenAI(api_key="test", base_url=server.base_url, max_retries=0) as sdk:
         yield sdk
 
