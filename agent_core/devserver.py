@@ -126,14 +126,12 @@ class NCronTab:
         t = moment.astimezone(UTC).replace(microsecond=0) + timedelta(seconds=1)
         horizon = t.year + 100  # every valid expression recurs within a 400-year calendar cycle; in practice < 30
         while t.year <= horizon:
-            if t.month not in self.months:
-                later = [m for m in self.months if m > t.month]
-                t = (
-                    datetime(t.year, later[0], 1, tzinfo=UTC)
-                    if later
-                    else datetime(t.year + 1, self.months[0], 1, tzinfo=UTC)
-                )
+            month = _next_value(self.months, t.month)
+            if month is None:
+                t = datetime(t.year + 1, self.months[0], 1, tzinfo=UTC)
                 continue
+            if month != t.month:
+                t = datetime(t.year, month, 1, tzinfo=UTC)
             day = _next_value(self.days, t.day)
             if day is None or day > calendar.monthrange(t.year, t.month)[1]:
                 t = datetime(t.year + t.month // 12, t.month % 12 + 1, 1, tzinfo=UTC)
@@ -192,12 +190,11 @@ _CONSTRAINTS = {
 _PARAMETER = re.compile(r"\{([^{}]+)\}")
 
 
-def _compile_template(prefix: str, template: str) -> tuple[re.Pattern[str], tuple[str, ...], dict[str, str], int]:
-    """Functions route template -> (regex over the whole path, parameter names, defaults, literal segment count)."""
+def _compile_route(path: str) -> tuple[re.Pattern[str], tuple[str, ...], int]:
+    """A route template (prefix included) -> (regex over the whole path, parameter names, literal segment count)."""
     names: list[str] = []
-    defaults: dict[str, str] = {}
     pattern = ""
-    segments = [s for s in f"{prefix}/{template}".split("/") if s]
+    segments = [s for s in path.split("/") if s]
     for segment in segments:
         regex = ""
         position = 0
@@ -205,13 +202,11 @@ def _compile_template(prefix: str, template: str) -> tuple[re.Pattern[str], tupl
         for match in _PARAMETER.finditer(segment):
             regex += re.escape(segment[position : match.start()])
             position = match.end()
-            spec, _, default = match.group(1).partition("=")
-            optional = spec.endswith("?") or bool(default)
+            spec = match.group(1)
+            optional = spec.endswith("?")
             name, *constraints = spec.rstrip("?").split(":")
             catch_all = name.startswith("*")  # {*rest} takes the rest of the path
             names.append(name.lstrip("*"))
-            if default:
-                defaults[names[-1]] = default
             value = ".*" if catch_all else next((_CONSTRAINTS[c] for c in constraints if c in _CONSTRAINTS), "[^/]+")
             regex += f"(?P<p{len(names) - 1}>{value})"
             if match.group(0) == segment and (optional or catch_all):
@@ -221,7 +216,7 @@ def _compile_template(prefix: str, template: str) -> tuple[re.Pattern[str], tupl
         regex += re.escape(segment[position:])
         pattern += f"(?:/{regex})?" if optional_segment else f"/{regex}"
     literal_count = sum(1 for segment in segments if not _PARAMETER.search(segment))
-    return re.compile(f"{pattern}/?", re.IGNORECASE), tuple(names), defaults, literal_count
+    return re.compile(f"{pattern}/?", re.IGNORECASE), tuple(names), literal_count
 
 
 @dataclass(frozen=True)
@@ -235,7 +230,6 @@ class HttpRoute:
     function: Callable[..., Any]
     regex: re.Pattern[str] = field(repr=False)
     names: tuple[str, ...] = field(repr=False)
-    defaults: dict[str, str] = field(repr=False)
     literal_segments: int = field(repr=False)
 
     def match(self, path: str) -> dict[str, str] | None:
@@ -243,9 +237,7 @@ class HttpRoute:
         found = self.regex.fullmatch(path)
         if found is None:
             return None
-        params = dict(self.defaults)
-        params.update({name: value for name, value in zip(self.names, found.groups(), strict=True) if value})
-        return params
+        return {name: value for name, value in zip(self.names, found.groups(), strict=True) if value is not None}
 
 
 @dataclass(frozen=True)
@@ -271,9 +263,10 @@ class DevApp:
 
     def __init__(
         self, routes: list[HttpRoute], timers: list[TimerFunction], others: dict[str, str], *, run_timers: bool
-    ):
-        # literal segments beat parameters; otherwise registration order (sorted() is stable)
-        self.routes = sorted(routes, key=lambda route: -route.literal_segments)
+    ) -> None:
+        self.routes = routes  # in registration order
+        # matching order: literal segments beat parameters, then registration order (sorted() is stable)
+        self._matching = sorted(routes, key=lambda route: -route.literal_segments)
         self.timers = timers
         self.others = others  # name -> trigger type for functions that are neither HTTP nor timer
         self.run_timers = run_timers
@@ -299,7 +292,7 @@ class DevApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         method, path = scope["method"], scope["path"]
         allowed: set[str] = set()
-        for route in self.routes:
+        for route in self._matching:
             params = route.match(path)
             if params is None:
                 continue
@@ -316,7 +309,7 @@ class DevApp:
             await _send_problem(send, 404, "Not Found", f"No function serves {path}.")
 
     async def _serve(self, route: HttpRoute, scope: Scope, receive: Receive, send: Send) -> None:
-        from starlette.requests import Request  # what azurefunctions.extensions.http.fastapi.Request is
+        from starlette.requests import ClientDisconnect, Request  # the extension's Request is this one
 
         started = False
 
@@ -328,6 +321,8 @@ class DevApp:
         try:
             result = await _invoke(route.function, {route.parameter: Request(scope, receive)})
             await _to_response(result)(scope, receive, tracking_send)
+        except ClientDisconnect:
+            log.info("The client of %r went away before the response was complete", route.name)
         except Exception:
             log.exception("Function %r failed", route.name)
             if not started:  # once headers are out, uvicorn closes the connection to signal the broken response
@@ -337,8 +332,8 @@ class DevApp:
         if scope["method"] != "POST":
             await _send_problem(send, 405, "Method Not Allowed", "Use POST.", [("allow", "POST")])
             return
-        name = name.lower()  # function names are case-insensitive in the host
-        timer = next((t for t in self.timers if t.name.lower() == name), None)
+        wanted = name.lower()  # function names are case-insensitive in the host
+        timer = next((t for t in self.timers if t.name.lower() == wanted), None)
         if timer is not None:
             ok = await self._run_timer_function(timer)
             if ok:
@@ -346,9 +341,9 @@ class DevApp:
                 await send({"type": "http.response.body", "body": b""})
             else:
                 await _send_problem(send, 500, "Internal Server Error", f"Function {timer.name!r} failed.")
-        elif route := next((r for r in self.routes if r.name.lower() == name), None):
+        elif route := next((r for r in self.routes if r.name.lower() == wanted), None):
             await _send_problem(send, 400, "Bad Request", f"{route.name!r} is an HTTP function; use its route.")
-        elif other := next((o for o in self.others if o.lower() == name), None):
+        elif other := next((o for o in self.others if o.lower() == wanted), None):
             detail = f"{other!r} has a {self.others[other]} trigger, which the dev server cannot invoke."
             await _send_problem(send, 501, "Not Implemented", detail)
         else:
@@ -426,6 +421,16 @@ async def _send_problem(
     await send({"type": "http.response.body", "body": body})
 
 
+def _indexed_functions(function_app: func.FunctionApp) -> list[func.Function]:
+    """`function_app.get_functions()`, callable more than once (a second call normally fails as "not unique")."""
+    seen = function_app.functions_bindings  # the duplicate-name check remembers names across calls
+    function_app.functions_bindings = None
+    try:
+        return function_app.get_functions()
+    finally:
+        function_app.functions_bindings = seen
+
+
 def create_asgi_app(
     function_app: func.FunctionApp,
     *,
@@ -445,19 +450,15 @@ def create_asgi_app(
     routes: list[HttpRoute] = []
     timers: list[TimerFunction] = []
     others: dict[str, str] = {}
-    for function in function_app.get_functions():
+    for function in _indexed_functions(function_app):
         name = function.get_function_name() or function.get_user_function().__name__
         trigger = function.get_trigger()
         if isinstance(trigger, HttpTrigger):
             template = trigger.route if trigger.route is not None else name
             methods = tuple(str(getattr(m, "value", m)).upper() for m in trigger.methods) if trigger.methods else None
-            regex, names, defaults, literals = _compile_template(route_prefix, template)
             path = "/" + "/".join(s for s in (route_prefix.strip("/"), template.strip("/")) if s)
-            routes.append(
-                HttpRoute(
-                    name, path, methods, trigger.name, function.get_user_function(), regex, names, defaults, literals
-                )
-            )
+            user_function = function.get_user_function()
+            routes.append(HttpRoute(name, path, methods, trigger.name, user_function, *_compile_route(path)))
         elif isinstance(trigger, TimerTrigger):
             schedule = _resolve_settings(trigger.schedule, settings, name)
             try:
@@ -560,6 +561,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("azure").setLevel(logging.WARNING)  # the Azure SDKs log every request at INFO
     _load_settings(Path(args.settings))  # before the import: the app may read settings at import time
     sys.path.insert(0, os.getcwd())
     module_name, _, attribute = args.app.partition(":")
@@ -569,16 +571,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     print("Functions:")
     for line in app.describe(f"http://{args.host}:{args.port}"):
         print(f"  {line}")
-    if not args.no_timers and app.timers:
-        now = datetime.now(UTC)
-        print(
-            "Next timer runs (UTC): "
-            + ", ".join(f"{t.name} {t.schedule.next_after(now):%Y-%m-%d %H:%M:%S}" for t in app.timers)
-        )
 
     import uvicorn
 
-    uvicorn.run(app, host=args.host, port=args.port, lifespan="on", log_level="info")
+    uvicorn.run(app, host=args.host, port=args.port, lifespan="on", log_level="info", timeout_graceful_shutdown=3)
 
 
 if __name__ == "__main__":

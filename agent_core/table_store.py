@@ -11,6 +11,7 @@ The expiry index lives in partitions `x~<yyyymmddHHMM>` (one row per session dea
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import re
@@ -45,6 +46,8 @@ HEADER_RK = "h"
 INDEX_PREFIX = "x~"
 SESSION_PREFIX = "s~"
 HistoryMode = Literal["local", "service"]
+STORAGE_RETRIES = 2
+"""azure-core retries of a throttled or failed storage request (honouring Retry-After) before a 503."""
 
 SESSION_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 """Client-chosen session ids: letters, digits, '-' and '_', 1-128 characters (safe in keys and URLs)."""
@@ -123,7 +126,7 @@ def _pack(text: str) -> list[dict[str, Any]]:
     packed = zlib.compress(raw, 6)
     pieces = [packed[i : i + _PIECE_BYTES] for i in range(0, len(packed), _PIECE_BYTES)]
     groups = [pieces[i : i + _PIECES_PER_ENTITY] for i in range(0, len(pieces), _PIECES_PER_ENTITY)]
-    props = [{f"z{n:02d}": piece for n, piece in enumerate(group)} for group in groups]
+    props: list[dict[str, Any]] = [{f"z{n:02d}": piece for n, piece in enumerate(group)} for group in groups]
     props[0]["zn"] = len(groups)
     return props
 
@@ -305,21 +308,23 @@ class TableSessionStore:
     @classmethod
     def from_connection_string(cls, connection_string: str, table_name: str) -> TableSessionStore:
         counter = RequestCounter()
-        table = TableClient.from_connection_string(connection_string, table_name, per_call_policies=[counter])
+        table = TableClient.from_connection_string(
+            connection_string, table_name, per_call_policies=[counter], retry_total=STORAGE_RETRIES
+        )
         return cls(table, counter=counter)
 
     @classmethod
     def from_endpoint(cls, endpoint: str, table_name: str, *, credential: Any) -> TableSessionStore:
         """Entra ID (managed identity) access to `https://<account>.table.core.windows.net`."""
         counter = RequestCounter()
-        table = TableClient(endpoint, table_name, credential=credential, per_call_policies=[counter])
+        table = TableClient(
+            endpoint, table_name, credential=credential, per_call_policies=[counter], retry_total=STORAGE_RETRIES
+        )
         return cls(table, counter=counter)
 
     async def ensure_table(self) -> None:
-        try:
+        with contextlib.suppress(ResourceExistsError):
             await self.table.create_table()
-        except ResourceExistsError:
-            pass
 
     async def close(self) -> None:
         await self.table.close()
@@ -437,7 +442,11 @@ class TableSessionStore:
                 f"the session would grow to {updated.size_bytes} bytes; the limit is {max_session_bytes}"
             )
         header = _header_entity(updated, _state_props(state, max_state_bytes))
-        condition = {"mode": UpdateMode.REPLACE, "etag": session.etag, "match_condition": MatchConditions.IfNotModified}
+        condition: dict[str, Any] = {
+            "mode": UpdateMode.REPLACE,
+            "etag": session.etag,
+            "match_condition": MatchConditions.IfNotModified,
+        }
         operations.insert(0, ("update", header, condition))
         if len(operations) > _MAX_TRANSACTION_ENTITIES:
             raise TurnTooLargeError(f"the turn needs {len(operations)} table entities; one transaction holds 100")
@@ -543,10 +552,8 @@ class TableSessionStore:
             await self.delete_index_row(row)
 
     async def delete_index_row(self, row: Mapping[str, Any]) -> None:
-        try:
+        with contextlib.suppress(ResourceNotFoundError):
             await self.table.delete_entity(row["PartitionKey"], row["RowKey"])
-        except ResourceNotFoundError:
-            pass
 
 
 def encode_cursor(after: int) -> str:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
 
+import httpx2
 import pytest
 
 from agent_core.offline_model import OfflineModel, OfflineModelServer
 from agent_core.openai import OpenAIResponsesClient
 
 from .azurite import Azurite
+from .storage_proxy import StorageProxy
 
 
 @pytest.fixture(scope="session")
@@ -39,3 +44,67 @@ def azurite() -> Iterator[Azurite]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def storage_proxy(azurite: Azurite) -> Iterator[StorageProxy]:
+    proxy = StorageProxy(f"http://127.0.0.1:{azurite.port}").start()
+    yield proxy
+    proxy.stop()
+
+
+@dataclass
+class FunctionAppServer:
+    """The real function_app.app served by the dev server, with the settings it was started with."""
+
+    base_url: str
+    env: dict[str, str]
+    api: Any  # agent_core.http.HttpApi
+
+    @property
+    def store(self) -> Any:
+        runtime = self.api.runtime._runtime
+        assert runtime is not None, "the runtime is built by the first request"
+        return runtime.store
+
+
+@pytest.fixture(scope="session")
+def function_app_server(
+    azurite: Azurite, storage_proxy: StorageProxy, model_server: OfflineModelServer
+) -> Iterator[FunctionAppServer]:
+    """function_app.app on the dev server: sessions in Azurite (through the fault proxy), the echo model."""
+    from agent_core.devserver import DevServer
+
+    connection = azurite.connection_string.replace(f":{azurite.port}/", f":{storage_proxy.port}/")
+    env = {
+        "SessionStorage": connection,
+        "AGENT_SESSIONS_TABLE": f"sessions{secrets.token_hex(4)}",
+        "OPENAI_API_KEY": "test-key",
+        "OPENAI_BASE_URL": model_server.base_url,
+        "OPENAI_RESPONSES_MODEL_ID": "echo-1",
+        "AGENT_MODEL_MAX_RETRIES": "0",
+        "AGENT_MODEL_TIMEOUT_SECONDS": "2",
+        "AGENT_SWEEP_SCHEDULE": "0 0 0 1 1 *",
+        "AGENT_GENERAL_INSTRUCTIONS": "You are the general test assistant.",
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        for name in (
+            "AZURE_AI_PROJECT_ENDPOINT",
+            "AZURE_OPENAI_ENDPOINT",
+            "AGENT_OFFLINE_MODEL",
+            "WEBSITE_INSTANCE_ID",
+        ):
+            mp.delenv(name, raising=False)
+        for name, value in env.items():
+            mp.setenv(name, value)
+        import function_app
+
+        with DevServer(function_app.app, run_timers=False) as server:
+            yield FunctionAppServer(server.base_url, env, function_app.api)
+
+
+@pytest.fixture
+async def http(function_app_server: FunctionAppServer, model: OfflineModel) -> AsyncIterator[httpx2.AsyncClient]:
+    """An HTTP client for the function app's /api routes (the echo model is reset for each test)."""
+    async with httpx2.AsyncClient(base_url=function_app_server.base_url + "/api", timeout=30) as client:
+        yield client

@@ -7,7 +7,7 @@ import threading
 from collections.abc import AsyncIterator
 
 import azure.functions as func
-from azurefunctions.extensions.http.fastapi import (  # type: ignore[import-untyped]  # the package has no py.typed
+from azurefunctions.extensions.http.fastapi import (
     JSONResponse,
     Request,
     Response,

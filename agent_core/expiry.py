@@ -1,0 +1,66 @@
+"""The expiry sweep: deletes sessions past their sliding deadline, touching only index rows that are due.
+
+Turns never write the index (a turn stays one read and one write). Each session has one index row, in the
+time bucket of its deadline as last filed. When a bucket comes due the sweep reads each session's header:
+expired sessions are deleted (header first, conditioned on its ETag, so one renewed meanwhile survives
+whole), renewed ones are re-filed under their current deadline. Work grows with due rows, not with sessions.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from .model_client import ResponsesClient
+from .table_store import TableSessionStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SweepResult:
+    expired: int = 0
+    refiled: int = 0
+    orphans: int = 0
+    skipped: int = 0
+    conversations_deleted: int = 0
+    storage_requests: int = 0
+
+
+async def sweep(
+    store: TableSessionStore,
+    *,
+    now: datetime | None = None,
+    client: ResponsesClient | None = None,
+    delete_conversations: bool = False,
+) -> SweepResult:
+    """Delete every expired session whole; idempotent and safe to run while turns run."""
+    now = now or datetime.now(UTC)
+    result = SweepResult()
+    requests_before = store.counter.total
+    async for row in store.due_index_rows(now):
+        pk, _, inc = str(row["RowKey"]).rpartition("~")
+        header = await store.get_header(pk)
+        if header is None or header.inc != inc:
+            # the session was deleted (or recreated under the same id): clear what is left of this incarnation
+            await store.delete_rows(pk, inc)
+            await store.delete_index_row(row)
+            result.orphans += 1
+        elif header.expires_at > now:
+            await store.refile(row, pk, inc, header.expires_at)
+            result.refiled += 1
+        elif not await store.delete(header):
+            result.skipped += 1  # a turn renewed it after we read it; the next sweep re-files it
+        else:
+            if delete_conversations and client and header.owns_conversation and header.service_session_id:
+                try:
+                    if await client.delete_conversation(header.service_session_id):
+                        result.conversations_deleted += 1
+                except Exception as exc:  # the session is gone either way; the conversation is best effort
+                    logger.warning("could not delete conversation %s: %s", header.service_session_id, exc)
+            await store.delete_index_row(row)
+            result.expired += 1
+    result.storage_requests = store.counter.total - requests_before
+    logger.info("expiry sweep: %s", result)
+    return result

@@ -1,0 +1,382 @@
+"""The HTTP API end to end: function_app.app on the dev server, sessions in Azurite, the echo model."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx2
+import pytest
+
+from agent_core.offline_model import OfflineModel
+from agent_core.table_store import STORAGE_RETRIES
+
+from .conftest import FunctionAppServer
+from .helpers import seen_user_messages
+from .storage_proxy import StorageProxy
+
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture
+def configure(function_app_server: FunctionAppServer) -> Iterator[Any]:
+    """Change settings (limits, TTL) for one test; restored afterwards."""
+    holder = function_app_server.api.runtime
+    yield holder.configure
+    holder.configure()
+
+
+async def create(http: httpx2.AsyncClient, agent: str = "general", **body: Any) -> dict[str, Any]:
+    response = await http.post(f"/agents/{agent}/sessions", json=body)
+    assert response.status_code == 201, response.text
+    data: dict[str, Any] = response.json()
+    return data
+
+
+async def say(http: httpx2.AsyncClient, session: dict[str, Any], text: str, **kw: Any) -> httpx2.Response:
+    return await http.post(
+        f"/agents/{session['agent']}/sessions/{session['session_id']}/messages", json={"message": text}, **kw
+    )
+
+
+def assert_problem(response: httpx2.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM)
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert "Traceback" not in response.text
+    return body
+
+
+async def sse_events(response: httpx2.Response) -> list[tuple[str, dict[str, Any]]]:
+    events: list[tuple[str, dict[str, Any]]] = []
+    event = ""
+    async for line in response.aiter_lines():
+        if line.startswith("event: "):
+            event = line[7:]
+        elif line.startswith("data: "):
+            events.append((event, json.loads(line[6:])))
+    return events
+
+
+async def history(http: httpx2.AsyncClient, session: dict[str, Any]) -> list[dict[str, Any]]:
+    url = f"/agents/{session['agent']}/sessions/{session['session_id']}/messages"
+    messages: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        response = await http.get(url, params={"limit": 200, **({"cursor": cursor} if cursor else {})})
+        assert response.status_code == 200, response.text
+        page = response.json()
+        messages += page["messages"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return messages
+
+
+def texts(messages: list[dict[str, Any]]) -> list[str]:
+    return ["".join(c.get("text", "") for c in m.get("contents", [])) for m in messages]
+
+
+# --- sessions and turns ------------------------------------------------------------------------------
+
+
+async def test_create_and_multi_turn_memory(http: httpx2.AsyncClient, model: OfflineModel):
+    session = await create(http)
+    assert set(session) >= {"session_id", "agent", "service_session_id", "history", "created_at", "expires_at"}
+    assert (session["agent"], session["history"], session["service_session_id"]) == ("general", "local", None)
+    assert len(session["session_id"]) == 36  # a UUID4: 122 random bits
+    first = (await say(http, session, "My name is Alice.")).json()
+    second = (await say(http, session, "What is my name?")).json()
+    assert seen_user_messages(second["text"]) == ["My name is Alice.", "What is my name?"]
+    assert (first["turn"], second["turn"]) == (1, 2)
+    assert second["usage"]["output_token_count"] > 0
+    assert [m["role"] for m in second["messages"]] == ["assistant"]
+    assert model.responses_requests()[-1]["instructions"] == "You are the general test assistant."
+    assert texts(await history(http, session))[::2] == ["My name is Alice.", "What is my name?"]
+
+
+async def test_client_chosen_ids_and_metadata(http: httpx2.AsyncClient):
+    session = await create(http, session_id="order-42_chat", state={"tier": "gold", "$type": "not-a-tag"})
+    assert session["session_id"] == "order-42_chat"
+    duplicate = await http.post("/agents/general/sessions", json={"session_id": "order-42_chat"})
+    assert_problem(duplicate, 409)
+    for bad in ["../etc", "a" * 129, "x' or PartitionKey ne '", "", "-leading"]:
+        assert_problem(await http.post("/agents/general/sessions", json={"session_id": bad}), 400)
+    got = (await http.get("/agents/general/sessions/order-42_chat")).json()
+    assert got["state"] == {"$type": "dict", "value": {"tier": "gold", "$type": "not-a-tag"}}
+    assert got["turns"] == 0
+
+
+async def test_history_paging_and_delete(http: httpx2.AsyncClient):
+    session = await create(http)
+    for n in range(3):
+        await say(http, session, f"m{n}")
+    url = f"/agents/general/sessions/{session['session_id']}/messages"
+    page = (await http.get(url, params={"limit": 4})).json()
+    assert texts(page["messages"])[::2] == ["m0", "m1"]
+    rest = (await http.get(url, params={"limit": 4, "cursor": page["next_cursor"]})).json()
+    assert texts(rest["messages"])[::2] == ["m2"]
+    assert rest["next_cursor"] is None
+    assert_problem(await http.get(url, params={"cursor": "!!!"}), 400)
+    assert_problem(await http.get(url, params={"limit": 0}), 400)
+    deleted = await http.delete(f"/agents/general/sessions/{session['session_id']}")
+    assert deleted.status_code == 204
+    assert_problem(await http.get(f"/agents/general/sessions/{session['session_id']}"), 404)
+    assert_problem(await say(http, session, "anyone?"), 404)
+
+
+async def test_streaming_turn(http: httpx2.AsyncClient, model: OfflineModel):
+    session = await create(http)
+    await say(http, session, "Tell me a story")
+    url = f"/agents/general/sessions/{session['session_id']}/messages"
+    async with http.stream(
+        "POST", url, json={"message": "What happened next?"}, headers={"Accept": "text/event-stream"}
+    ) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = await sse_events(response)
+    deltas = "".join(data["text"] for name, data in events if name == "delta")
+    name, done = events[-1]
+    assert name == "done"
+    assert deltas == done["text"]
+    assert len([e for e in events if e[0] == "delta"]) > 2
+    assert seen_user_messages(done["text"]) == ["Tell me a story", "What happened next?"]
+    assert len(await history(http, session)) == 4  # written once
+    assert model.responses_requests()[-1]["stream"] is True
+
+
+async def test_stream_flag_in_body_and_tool_events(http: httpx2.AsyncClient):
+    session = await create(http, agent="shopping")
+    url = f"/agents/shopping/sessions/{session['session_id']}/messages"
+    async with http.stream("POST", url, json={"message": "search_products(boots)", "stream": True}) as response:
+        events = await sse_events(response)
+    names = [name for name, _ in events]
+    assert names.index("tool_call") < names.index("tool_result") < names.index("done")
+    assert events[-1][1]["text"] == "Tool results: search_products -> Found 3 products matching 'boots'"
+
+
+async def test_client_disconnect_mid_stream_still_commits(
+    http: httpx2.AsyncClient, model: OfflineModel, function_app_server
+):
+    session = await create(http)
+    model.stall_next(0.5)
+    url = f"/agents/general/sessions/{session['session_id']}/messages"
+    async with http.stream("POST", url, json={"message": "I will hang up", "stream": True}) as response:
+        assert response.status_code == 200  # headers arrived; now the client goes away
+    for _ in range(100):
+        if len(await history(http, session)) == 2:
+            break
+        await asyncio.sleep(0.05)
+    assert texts(await history(http, session))[0] == "I will hang up"
+
+
+async def test_service_mode_sends_only_new_input(http: httpx2.AsyncClient, model: OfflineModel):
+    session = await create(http, history="service")
+    assert (session["history"], session["service_session_id"]) == ("service", None)
+    first = (await say(http, session, "Remember: blue.")).json()
+    conversation = first["service_session_id"]
+    assert conversation.startswith("conv_")
+    second = (await say(http, session, "Which color?")).json()
+    assert seen_user_messages(second["text"]) == ["Remember: blue.", "Which color?"]
+    sent = model.responses_requests()[-1]
+    assert sent["conversation"] == conversation
+    assert sent["input"] == [{"type": "message", "role": "user", "content": "Which color?"}]
+    assert second["service_session_id"] == conversation
+    assert await history(http, session) == []  # only the header is stored; the service keeps the history
+    meta = (await http.get(f"/agents/general/sessions/{session['session_id']}")).json()
+    assert (meta["service_session_id"], meta["turns"], meta["message_count"]) == (conversation, 2, 0)
+
+
+async def test_attach_existing_service_conversation(http: httpx2.AsyncClient, model: OfflineModel, model_server):
+    import openai
+
+    async with openai.AsyncOpenAI(api_key="k", base_url=model_server.base_url) as sdk:
+        conversation = await sdk.conversations.create(items=[{"role": "user", "content": "Earlier message"}])
+    session = await create(http, service_session_id=conversation.id)
+    assert session["history"] == "service"
+    reply = (await say(http, session, "Now")).json()
+    assert seen_user_messages(reply["text"]) == ["Earlier message", "Now"]
+
+
+async def test_approval_round_trip_across_requests(http: httpx2.AsyncClient):
+    session = await create(http, agent="shopping")
+    paused = (await say(http, session, "place_order(B-7)")).json()
+    [request] = paused["approval_requests"]
+    assert request["name"] == "place_order"
+    assert_problem(await say(http, session, "ignore that"), 409)
+    url = f"/agents/shopping/sessions/{session['session_id']}/messages"
+    done = await http.post(url, json={"approvals": [{"id": request["id"], "approved": True}]})
+    assert done.status_code == 200, done.text
+    assert done.json()["text"] == "Tool results: place_order -> Ordered 1 x B-7"
+    assert done.json()["approval_requests"] == []
+
+
+async def test_parallel_turns_never_lose_duplicate_or_interleave(http: httpx2.AsyncClient):
+    session = await create(http)
+    responses = await asyncio.gather(*(say(http, session, f"turn {n}") for n in range(20)))
+    statuses = [r.status_code for r in responses]
+    assert set(statuses) <= {200, 409}
+    won = [n for n, r in enumerate(responses) if r.status_code == 200]
+    assert won
+    for r in responses:
+        if r.status_code == 409:
+            assert_problem(r, 409)
+    stored = await history(http, session)
+    assert len(stored) == 2 * len(won)
+    users = [t for m, t in zip(stored, texts(stored), strict=True) if m["role"] == "user"]
+    assert sorted(users) == sorted(f"turn {n}" for n in won)  # every winner once, no loser
+    for i in range(0, len(stored), 2):  # each turn contiguous: its user message, then its own reply
+        assert stored[i]["role"] == "user"
+        assert seen_user_messages(texts(stored)[i + 1])[-1] == texts(stored)[i]
+
+
+async def test_ownership(http: httpx2.AsyncClient):
+    alice = {"X-MS-CLIENT-PRINCIPAL-ID": "alice-oid"}
+    response = await http.post("/agents/general/sessions", json={"session_id": "shared-name"}, headers=alice)
+    assert response.status_code == 201
+    url = "/agents/general/sessions/shared-name"
+    for headers in ({"X-MS-CLIENT-PRINCIPAL-ID": "mallory-oid"}, {}):
+        assert_problem(await http.get(url, headers=headers), 404)
+        assert_problem(await http.post(f"{url}/messages", json={"message": "hi"}, headers=headers), 404)
+        assert_problem(await http.delete(url, headers=headers), 404)
+    assert (await http.get(url, headers=alice)).status_code == 200
+    # the same id is free for another principal: nothing leaks across owners
+    assert (await http.post("/agents/general/sessions", json={"session_id": "shared-name"})).status_code == 201
+
+
+async def test_sessions_belong_to_their_agent(http: httpx2.AsyncClient):
+    session = await create(http, agent="general")
+    assert_problem(await http.get(f"/agents/shopping/sessions/{session['session_id']}"), 404)
+    assert_problem(await http.post("/agents/nobody/sessions", json={}), 404)
+
+
+# --- limits and bad input ------------------------------------------------------------------------------
+
+
+async def test_each_limit(http: httpx2.AsyncClient, configure):
+    configure(
+        AGENT_MAX_MESSAGE_CHARS="10",
+        AGENT_MAX_MESSAGES_PER_TURN="2",
+        AGENT_MAX_REQUEST_BYTES="2048",
+        AGENT_MAX_STATE_BYTES="1024",
+        AGENT_MAX_SESSION_BYTES="1024",
+    )
+    session = await create(http)
+    assert_problem(await say(http, session, "x" * 11), 413)
+    many = {"messages": [{"text": "a"}, {"text": "b"}, {"text": "c"}]}
+    url = f"/agents/general/sessions/{session['session_id']}/messages"
+    assert_problem(await http.post(url, json=many), 413)
+    assert_problem(
+        await http.post(
+            url, content=b'{"message": "' + b"y" * 3000 + b'"}', headers={"content-type": "application/json"}
+        ),
+        413,
+    )
+    assert_problem(await http.post("/agents/general/sessions", json={"state": {"big": "z" * 2000}}), 413)
+    for n in range(20):  # the session grows until the next turn would pass 1 KiB
+        response = await say(http, session, f"msg {n}")
+        if response.status_code != 200:
+            break
+    assert_problem(response, 413)
+    meta = (await http.get(f"/agents/general/sessions/{session['session_id']}")).json()
+    assert meta["turns"] == n  # the refused turn wrote nothing
+
+
+async def test_each_bad_input_class(http: httpx2.AsyncClient):
+    session = await create(http)
+    url = f"/agents/general/sessions/{session['session_id']}/messages"
+    assert_problem(await http.post(url, content=b"{not json", headers={"content-type": "application/json"}), 400)
+    assert_problem(await http.post(url, content=b'{"message": "hi"}', headers={"content-type": "text/plain"}), 415)
+    body = assert_problem(await http.post(url, json={"message": 5}), 400)
+    assert body["errors"][0]["field"] == "message"
+    assert_problem(await http.post(url, json={"message": "hi", "surprise": 1}), 400)
+    assert_problem(await http.post(url, json={"message": "hi", "options": {"model": "gpt-5"}}), 400)
+    assert_problem(await http.post(url, json={"message": "hi", "messages": [{"text": "b"}]}), 400)
+    assert_problem(await http.post(url, json={"messages": [{"role": "system", "text": "obey"}]}), 400)
+    assert_problem(await http.post(url, json=[1, 2]), 400)
+    assert_problem(await http.post(url, json={}), 400)
+    assert_problem(await http.post(url, json={"approvals": [{"id": "call_x", "approved": True}]}), 409)
+    response = assert_problem(await http.put(url, json={}), 405)
+    assert response["detail"].startswith("PUT is not allowed")
+    assert (await http.put(url, json={})).headers["allow"] == "GET, POST"
+    assert_problem(await http.get("/agents/general/sessions/not%20valid"), 404)
+    assert_problem(await http.get("/nothing/here"), 404)
+    assert (await http.get(f"/agents/general/sessions/{session['session_id']}")).json()["turns"] == 0
+
+
+# --- failures leave the session unchanged --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "status"),
+    [({"status": 429, "retry_after": 3}, 429), ({"status": 503}, 503), ({"status": 500}, 502), ({"status": 400}, 400)],
+)
+async def test_model_failures_change_nothing(http: httpx2.AsyncClient, model: OfflineModel, fault, status):
+    session = await create(http)
+    await say(http, session, "keep me")
+    before = await http.get(f"/agents/general/sessions/{session['session_id']}")
+    model.fail_next(**fault)
+    response = await say(http, session, "fails")
+    assert_problem(response, status)
+    if status in (429, 503):
+        assert int(response.headers["retry-after"]) >= 1
+    after = await http.get(f"/agents/general/sessions/{session['session_id']}")
+    assert after.json() == before.json()
+    assert texts(await history(http, session))[0] == "keep me"
+    assert len(await history(http, session)) == 2
+
+
+async def test_model_timeout_is_504_and_changes_nothing(http: httpx2.AsyncClient, model: OfflineModel):
+    session = await create(http)
+    model.stall_next(3)  # longer than AGENT_MODEL_TIMEOUT_SECONDS=2
+    assert_problem(await say(http, session, "slow"), 504)
+    assert await history(http, session) == []
+
+
+async def test_storage_failures_change_nothing(http: httpx2.AsyncClient, storage_proxy: StorageProxy):
+    session = await create(http)
+    await say(http, session, "keep me")
+    retries = 1 + STORAGE_RETRIES  # the SDK retries transient failures itself first
+    storage_proxy.fail_next("POST", 503, count=retries)  # the turn's transaction
+    response = await say(http, session, "lost to storage")
+    assert_problem(response, 503)
+    assert response.headers["retry-after"] == "1"
+    storage_proxy.fail_next("GET", 500, count=retries)  # the turn's read
+    assert_problem(await say(http, session, "lost to storage"), 503)
+    assert texts(await history(http, session)) == ["keep me", texts(await history(http, session))[1]]
+    assert (await say(http, session, "works again")).status_code == 200
+
+
+async def test_mid_stream_model_failure_sends_error_event(http: httpx2.AsyncClient, model: OfflineModel):
+    session = await create(http)
+    model.break_stream_next(after_deltas=1)
+    url = f"/agents/general/sessions/{session['session_id']}/messages"
+    async with http.stream("POST", url, json={"message": "break", "stream": True}) as response:
+        events = await sse_events(response)
+    assert events[0][0] == "delta"
+    assert events[-1][0] == "error"
+    assert events[-1][1]["status"] == 502
+    assert await history(http, session) == []
+
+
+# --- scale and cost ------------------------------------------------------------------------------------
+
+
+async def test_round_trips_per_turn(http: httpx2.AsyncClient, function_app_server: FunctionAppServer):
+    session = await create(http)
+    for n in range(3):
+        await say(http, session, f"warm {n}")
+    counter = function_app_server.store.counter
+    before = counter.snapshot()
+    assert (await say(http, session, "counted")).status_code == 200
+    after = counter.snapshot()
+    delta = {k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) != before.get(k, 0)}
+    assert delta == {"GET": 1, "POST": 1}
+
+
+async def test_health(http: httpx2.AsyncClient):
+    response = await http.get("/health")
+    assert response.status_code == 200
+    assert response.json()["model"] == "openai"
+    assert response.json()["agents"] == ["general", "shopping"]
