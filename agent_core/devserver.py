@@ -15,20 +15,17 @@ import json
 import logging
 import os
 import re
-import socket
 import sys
-import threading
-import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
+
+from .serving import ThreadedServer
 
 if TYPE_CHECKING:  # imported lazily at run time: azure.functions, starlette and uvicorn take ~0.1-0.3 s each
     import azure.functions as func
-    import uvicorn
     from starlette.responses import Response
 
 __all__ = ["DevApp", "DevServer", "HttpRoute", "NCronTab", "TimerFunction", "create_asgi_app", "main"]
@@ -270,6 +267,7 @@ class DevApp:
         self.timers = timers
         self.others = others  # name -> trigger type for functions that are neither HTTP nor timer
         self.run_timers = run_timers
+        self.on_shutdown: list[Callable[[], Awaitable[None]]] = []  # run at lifespan shutdown
         self._tasks: list[asyncio.Task[None]] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -382,6 +380,11 @@ class DevApp:
                     task.cancel()
                 await asyncio.gather(*self._tasks, return_exceptions=True)
                 self._tasks = []
+                for hook in self.on_shutdown:
+                    try:
+                        await hook()
+                    except Exception:
+                        log.exception("shutdown hook failed")
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -476,8 +479,11 @@ def create_asgi_app(
 # --- Serving over real HTTP -------------------------------------------------------------------------
 
 
-class DevServer:
-    """Serves a FunctionApp under uvicorn on 127.0.0.1 (a free port) in a background daemon thread."""
+class DevServer(ThreadedServer):
+    """Serves a FunctionApp under uvicorn on 127.0.0.1 (a free port) in a background daemon thread.
+
+    `on_shutdown` coroutines run at lifespan shutdown (e.g. closing the app's clients).
+    """
 
     def __init__(
         self,
@@ -486,50 +492,12 @@ class DevServer:
         route_prefix: str = "api",
         env: Mapping[str, str] | None = None,
         run_timers: bool = True,
+        on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
     ) -> None:
-        self.app = create_asgi_app(function_app, route_prefix=route_prefix, env=env, run_timers=run_timers)
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind(("127.0.0.1", 0))  # bound now so the port is known, and ours, before start()
-        self.port: int = self._socket.getsockname()[1]
+        app = create_asgi_app(function_app, route_prefix=route_prefix, env=env, run_timers=run_timers)
+        app.on_shutdown.extend(on_shutdown)
+        super().__init__(app, name="devserver", lifespan="on")
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> DevServer:
-        """Start serving (lifespan included, so timers start); returns once the server accepts connections."""
-        import uvicorn
-
-        if self._thread is not None:
-            return self
-        config = uvicorn.Config(self.app, lifespan="on", log_level="warning", timeout_graceful_shutdown=2)
-        self._server = server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [self._socket]}, name="devserver", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the dev server did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        """Ask uvicorn to exit (lifespan shutdown cancels the timers) and wait for its thread."""
-        if self._thread is not None and self._server is not None:
-            self._server.should_exit = True
-            self._thread.join(timeout=5)
-            self._thread = None
-        self._socket.close()
-
-    def __enter__(self) -> DevServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 # --- Command line -----------------------------------------------------------------------------------

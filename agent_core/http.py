@@ -437,6 +437,11 @@ class HttpApi:
             runtime.store, client=runtime.client, delete_conversations=runtime.settings.delete_service_conversations
         )
 
+    async def close(self) -> None:
+        """Finish background turns, then close the runtime's clients (dev server shutdown, tests)."""
+        await self.drain()
+        await self.runtime.close()
+
     async def drain(self) -> None:
         """Wait for streamed turns still running in the background (shutdown, tests)."""
         if self._background:

@@ -9,17 +9,15 @@ import asyncio
 import json
 import re
 import secrets
-import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
-import uvicorn
+from .serving import ThreadedServer
 
 __all__ = ["OfflineModel", "OfflineModelServer", "RecordedRequest"]
 
@@ -637,54 +635,10 @@ async def _sleep_unless_disconnected(receive: Receive, seconds: float) -> bool:
 # --- Serving over real HTTP -----------------------------------------------------------------------
 
 
-class OfflineModelServer:
+class OfflineModelServer(ThreadedServer):
     """Runs an OfflineModel under uvicorn on 127.0.0.1 in a background thread (free port)."""
 
     def __init__(self, model: OfflineModel | None = None) -> None:
         self.model = model if model is not None else OfflineModel()
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind(("127.0.0.1", 0))  # bound now so the port is known, and ours, before start()
-        self.port: int = self._socket.getsockname()[1]
+        super().__init__(self.model, name="offline-model")
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
-        config = uvicorn.Config(
-            self.model,
-            host="127.0.0.1",
-            port=self.port,
-            log_level="warning",
-            lifespan="off",
-            timeout_graceful_shutdown=2,
-        )
-        self._server = uvicorn.Server(config)
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> OfflineModelServer:
-        """Start serving; returns once the server accepts connections."""
-        if self._thread is not None:
-            return self
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._socket]}, name="offline-model", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the offline model server did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        """Ask uvicorn to exit and wait for its thread."""
-        if self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(timeout=5)
-            self._thread = None
-        self._socket.close()
-
-    def __enter__(self) -> OfflineModelServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self.stop()

@@ -165,6 +165,11 @@ class RuntimeHolder:
                 logger.info("runtime ready: model=%s table=%s", kind, settings.sessions_table)
         return self._runtime
 
+    async def close(self) -> None:
+        if self._runtime is not None:
+            await self._runtime.close()
+            self._runtime = None
+
     def configure(self, **overrides: str) -> None:
         """Re-read settings as the process environment plus `overrides` (limits, TTL...), keeping the clients.
 

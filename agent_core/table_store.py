@@ -304,6 +304,11 @@ class TableSessionStore:
     def __init__(self, table: TableClient, *, counter: RequestCounter | None = None) -> None:
         self.table = table
         self.counter = counter or RequestCounter()
+        self.operations: dict[str, int] = {}
+        """Logical storage operations (a paged query counts once; `counter` has the HTTP requests)."""
+
+    def _count(self, operation: str) -> None:
+        self.operations[operation] = self.operations.get(operation, 0) + 1
 
     @classmethod
     def from_connection_string(cls, connection_string: str, table_name: str) -> TableSessionStore:
@@ -381,6 +386,7 @@ class TableSessionStore:
         """Header and history in one partition query (paged by the service past 1,000 rows)."""
         now = now or datetime.now(UTC)
         pk = partition_key(owner, agent, session_id)
+        self._count("read")
         try:
             if with_history:
                 rows = [row async for row in self.table.query_entities("PartitionKey eq @pk", parameters={"pk": pk})]
@@ -453,6 +459,7 @@ class TableSessionStore:
         body = sum(_estimate_bytes(entity) for _, entity, _ in operations)
         if body > _MAX_TRANSACTION_BYTES:
             raise TurnTooLargeError(f"the turn is about {body} bytes; one table transaction holds 4 MiB")
+        self._count("write")
         try:
             if len(operations) == 1:
                 result = await self.table.update_entity(header, **condition)

@@ -99,7 +99,7 @@ def function_app_server(
             mp.setenv(name, value)
         import function_app
 
-        with DevServer(function_app.app, run_timers=False) as server:
+        with DevServer(function_app.app, run_timers=False, on_shutdown=[function_app.api.close]) as server:
             yield FunctionAppServer(server.base_url, env, function_app.api)
 
 

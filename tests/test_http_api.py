@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx2
 import pytest
+from azure.data.tables.aio import TableClient
 
 from agent_core.offline_model import OfflineModel
 from agent_core.table_store import STORAGE_RETRIES
@@ -380,3 +381,25 @@ async def test_health(http: httpx2.AsyncClient):
     assert response.status_code == 200
     assert response.json()["model"] == "openai"
     assert response.json()["agents"] == ["general", "shopping"]
+
+
+# --- expiry through the timer function ---------------------------------------------------------------
+
+
+async def test_timer_sweep_through_the_dev_server(http: httpx2.AsyncClient, configure, function_app_server, azurite):
+    configure(AGENT_SESSION_TTL_SECONDS="1")
+    stale, renewed = await create(http), await create(http)
+    await say(http, stale, "soon gone")
+    configure(AGENT_SESSION_TTL_SECONDS="3600")
+    await say(http, renewed, "keep me")  # renews its deadline to an hour from now
+    await asyncio.sleep(1.2)
+    admin = f"{function_app_server.base_url}/admin/functions/expire_sessions"
+    assert (await http.post(admin, json={"input": ""})).status_code == 202
+    assert_problem(await http.get(f"/agents/general/sessions/{stale['session_id']}"), 404)
+    assert len(await history(http, renewed)) == 2
+    table = function_app_server.env["AGENT_SESSIONS_TABLE"]
+    async with TableClient.from_connection_string(azurite.connection_string, table) as client:
+        rows = client.query_entities(
+            "PartitionKey ge @low and PartitionKey lt @high", parameters={"low": "s~", "high": "s~~"}
+        )
+        assert stale["session_id"] not in {row["PartitionKey"].rsplit("~", 1)[-1] async for row in rows}

@@ -1,0 +1,74 @@
+"""Long histories through HTTP: over 1,000 messages and 2 MB, with one read and one write per turn."""
+
+from __future__ import annotations
+
+import math
+
+import httpx2
+
+from agent_core import Message
+from agent_core.table_store import StoredSession, TableSessionStore
+
+from .azurite import Azurite
+from .conftest import FunctionAppServer
+from .helpers import seen_user_messages
+
+FILLER = "lorem ipsum dolor sit amet " * 40  # ~1 KB per message
+
+
+async def seed_turns(seeder: TableSessionStore, stored: StoredSession, until: int) -> StoredSession:
+    """Commit turns through the store (the path a turn takes), without calling the model."""
+    while stored.turns < until:
+        n = stored.turns
+        messages = [Message("user", text=f"question {n} {FILLER}"), Message("assistant", text=f"answer {n} {FILLER}")]
+        stored = await seeder.commit_turn(
+            stored,
+            messages,
+            state=stored.state,
+            service_session_id=None,
+            ttl_seconds=3600,
+            max_session_bytes=64 << 20,
+            max_state_bytes=1 << 16,
+        )
+    return stored
+
+
+async def test_round_trips_stay_flat_and_long_history_works(
+    http: httpx2.AsyncClient, function_app_server: FunctionAppServer, azurite: Azurite
+):
+    session = (await http.post("/agents/general/sessions", json={})).json()
+    sid = session["session_id"]
+    url = f"/agents/general/sessions/{sid}/messages"
+    seeder = TableSessionStore.from_connection_string(
+        azurite.connection_string, function_app_server.env["AGENT_SESSIONS_TABLE"]
+    )
+    store = function_app_server.store
+    try:
+        for history_turns in (1, 100, 1000):
+            stored = await seed_turns(seeder, await seeder.load("anonymous", "general", sid), history_turns)
+            ops_before, requests_before = dict(store.operations), store.counter.snapshot()
+            response = await http.post(url, json={"message": f"after {history_turns} turns"})
+            assert response.status_code == 200, response.text
+            ops = {k: v - ops_before.get(k, 0) for k, v in store.operations.items()}
+            requests = {k: v - requests_before.get(k, 0) for k, v in store.counter.snapshot().items()}
+            assert ops == {"read": 1, "write": 1}, history_turns
+            # the one read is one partition query; the service pages it at 1,000 rows
+            assert requests["GET"] == math.ceil((1 + stored.turns) / 1000), history_turns
+            assert requests["POST"] == 1
+            assert len(seen_user_messages(response.json()["text"])) == stored.turns + 1
+    finally:
+        await seeder.close()
+    final = await all_message_texts(http, url)
+    assert len(final) > 2000
+    assert sum(len(t) for t in final) > 2_000_000
+
+
+async def all_message_texts(http: httpx2.AsyncClient, url: str) -> list[str]:
+    texts: list[str] = []
+    cursor = None
+    while True:
+        page = (await http.get(url, params={"limit": 200, **({"cursor": cursor} if cursor else {})})).json()
+        texts += ["".join(c.get("text", "") for c in m["contents"]) for m in page["messages"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return texts
