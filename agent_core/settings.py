@@ -140,3 +140,16 @@ class AppSettings:
     def in_azure(self) -> bool:
         """True on the Functions platform (the host sets WEBSITE_INSTANCE_ID)."""
         return bool(self.env.get("WEBSITE_INSTANCE_ID"))
+
+
+def markdown_table() -> str:
+    """The README's settings table, generated from SETTINGS (a test keeps the README in sync)."""
+    rows = ["| setting | default | what it is |", "|---|---|---|"]
+    for s in SETTINGS:
+        default = f"`{s.default}`" if s.default else "—"
+        rows.append(f"| `{s.name}` | {default} | {s.description}{' (host)' if s.where == 'host' else ''} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

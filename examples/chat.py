@@ -1,4 +1,4 @@
-"""A multi-turn chat with the shopping agent in the terminal: `scripts/run` (or `python -m examples.chat`).
+"""A multi-turn chat with the shopping agent in the terminal, on the library alone: `python -m examples.chat`.
 
 Uses Azure when AZURE_AI_PROJECT_ENDPOINT or AZURE_OPENAI_ENDPOINT is set, OpenAI when OPENAI_API_KEY is,
 and otherwise the offline echo model, in process, so it runs with no account at all.

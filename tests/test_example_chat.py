@@ -1,4 +1,4 @@
-"""The runnable example (`scripts/run` for now) works end to end on the offline model."""
+"""The terminal chat example (`python -m examples.chat`) works end to end on the offline model."""
 
 from __future__ import annotations
 

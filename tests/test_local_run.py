@@ -78,3 +78,16 @@ def test_readme_session_on_the_offline_model(devserver: str):
         assert len(history) == 8  # 2 + 2 + (user, tool call, tool result, reply)
         assert http.delete(f"/agents/shopping/sessions/{session['session_id']}").status_code == 204
         assert http.get(url).status_code == 404
+
+
+def test_importing_the_function_app_is_cheap():
+    """Nothing slow at import time: no clients, no connections, no settings read until the first request."""
+    code = (
+        "import function_app\n"
+        "assert function_app.api.runtime._runtime is None\n"
+        "print(len(function_app.app.get_functions()))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "OPENAI_", "AGENT_", "SessionStorage"))}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "5"  # four routes and the timer, indexed without any settings
