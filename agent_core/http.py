@@ -382,12 +382,16 @@ class HttpApi:
         stored = await runtime.store.load(self._owner(request), spec.name, session_id)
         turn = Turn(runtime, spec, stored)
         if body.stream or "text/event-stream" in request.headers.get("accept", ""):
-            return self._stream(turn, messages, body.options)
+            return await self._stream(turn, messages, body.options)
         return JSONResponse(turn_payload(await turn.run(messages, body.options)))
 
-    def _stream(self, turn: Turn, messages: list[Message], options: dict[str, Any]) -> Response:
-        """SSE. The turn runs in its own task, so a client that disconnects still gets its turn committed."""
-        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+    async def _stream(self, turn: Turn, messages: list[Message], options: dict[str, Any]) -> Response:
+        """SSE. The turn runs in its own task, so a client that disconnects still gets its turn committed.
+
+        The response starts with the turn's first event: a turn that fails before producing anything
+        (throttled, bad request) gets its real status as problem+json instead of a 200 with an error event.
+        """
+        queue: asyncio.Queue[bytes | Exception | None] = asyncio.Queue()
 
         async def produce() -> None:
             try:
@@ -398,17 +402,22 @@ class HttpApi:
                     elif event.result is not None:
                         queue.put_nowait(_sse("done", turn_payload(event.result)))
             except Exception as exc:
-                queue.put_nowait(_sse("error", to_http_error(exc).body()))
+                queue.put_nowait(exc)
             finally:
                 queue.put_nowait(None)
 
         task = asyncio.create_task(produce())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        first = await queue.get()
+        if isinstance(first, Exception):
+            return to_http_error(first).response()
 
         async def events() -> AsyncIterator[bytes]:
-            while (chunk := await queue.get()) is not None:
-                yield chunk
+            item: bytes | Exception | None = first
+            while item is not None:
+                yield _sse("error", to_http_error(item).body()) if isinstance(item, Exception) else item
+                item = await queue.get()
 
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         return StreamingResponse(events(), media_type="text/event-stream", headers=headers)

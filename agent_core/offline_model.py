@@ -301,6 +301,7 @@ class OfflineModel:
         self._failures: deque[_Failure] = deque()
         self._stalls: deque[float] = deque()
         self._stream_breaks: deque[int] = deque()
+        self._stream_paces: deque[float] = deque()
 
     # --- test controls ----------------------------------------------------------------------------
 
@@ -337,6 +338,11 @@ class OfflineModel:
         with self._lock:
             self._responses[response_id] = _StoredResponse(context, [], {"id": response_id})
 
+    def pace_next_stream(self, seconds_per_event: float) -> None:
+        """Make the next streamed response wait this long between events (a slow model, for disconnect tests)."""
+        with self._lock:
+            self._stream_paces.append(seconds_per_event)
+
     def reset(self) -> None:
         """Forget requests, stored responses, conversations and queued faults."""
         with self._lock:
@@ -346,6 +352,7 @@ class OfflineModel:
             self._failures.clear()
             self._stalls.clear()
             self._stream_breaks.clear()
+            self._stream_paces.clear()
 
     def _pop(self, queue: deque[_T]) -> _T | None:
         with self._lock:
@@ -499,12 +506,14 @@ class OfflineModel:
                 conversation.items.extend(new_items + output)
 
         if body.get("stream"):
-            await self._stream(response, self._pop(self._stream_breaks), commit, send)
+            await self._stream(response, self._pop(self._stream_breaks), self._pop(self._stream_paces), commit, send)
         else:
             commit()
             await _send_json(send, 200, response)
 
-    async def _stream(self, response: JSON, break_after: int | None, commit: Callable[[], None], send: Send) -> None:
+    async def _stream(
+        self, response: JSON, break_after: int | None, pace: float | None, commit: Callable[[], None], send: Send
+    ) -> None:
         """Send `response` as Responses-API server-sent events; fail instead after `break_after` deltas."""
         pending = {**response, "status": "in_progress", "output": [], "usage": None}
         events: list[JSON] = [
@@ -532,7 +541,7 @@ class OfflineModel:
                     "more_body": True,
                 }
             )
-            await asyncio.sleep(0)
+            await asyncio.sleep(pace or 0)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 

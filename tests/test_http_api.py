@@ -157,19 +157,31 @@ async def test_stream_flag_in_body_and_tool_events(http: httpx2.AsyncClient):
     assert events[-1][1]["text"] == "Tool results: search_products -> Found 3 products matching 'boots'"
 
 
-async def test_client_disconnect_mid_stream_still_commits(
-    http: httpx2.AsyncClient, model: OfflineModel, function_app_server
-):
+async def test_client_disconnect_mid_stream_still_commits(http: httpx2.AsyncClient, model: OfflineModel):
     session = await create(http)
-    model.stall_next(0.5)
+    model.pace_next_stream(0.05)  # a slow model: the reply takes about a second to stream
     url = f"/agents/general/sessions/{session['session_id']}/messages"
     async with http.stream("POST", url, json={"message": "I will hang up", "stream": True}) as response:
-        assert response.status_code == 200  # headers arrived; now the client goes away
+        async for line in response.aiter_lines():
+            if line.startswith("event: delta"):
+                break  # the client goes away after the first delta, mid-stream
     for _ in range(100):
         if len(await history(http, session)) == 2:
             break
         await asyncio.sleep(0.05)
-    assert texts(await history(http, session))[0] == "I will hang up"
+    stored = await history(http, session)
+    assert texts(stored)[0] == "I will hang up"
+    assert seen_user_messages(texts(stored)[1]) == ["I will hang up"]  # the whole reply, not a fragment
+
+
+async def test_stream_failing_before_output_gets_a_real_status(http: httpx2.AsyncClient, model: OfflineModel):
+    session = await create(http)
+    model.fail_next(429, retry_after=4)
+    url = f"/agents/general/sessions/{session['session_id']}/messages"
+    response = await http.post(url, json={"message": "throttled", "stream": True})
+    assert_problem(response, 429)
+    assert response.headers["retry-after"] == "4"
+    assert await history(http, session) == []
 
 
 async def test_service_mode_sends_only_new_input(http: httpx2.AsyncClient, model: OfflineModel):
