@@ -13,21 +13,10 @@ import sys
 
 import httpx2
 
-from agent_core import AgentSession, ResponsesClient, tool
+from agent_core import AgentSession, ResponsesClient
 from agent_core.offline_model import OfflineModel
 from agent_core.openai import OpenAIResponsesClient
-
-
-@tool(approval_mode="never_require")
-def search_products(query: str) -> str:
-    """Search product catalog."""
-    return f"Found 3 products matching '{query}'"
-
-
-@tool(approval_mode="never_require")
-def check_inventory(product_id: str) -> str:
-    """Check product inventory."""
-    return f"Product {product_id} has 42 units in stock"
+from app_agents import check_inventory, search_products
 
 
 def make_client() -> tuple[ResponsesClient, str]:

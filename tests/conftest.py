@@ -108,3 +108,15 @@ async def http(function_app_server: FunctionAppServer, model: OfflineModel) -> A
     """An HTTP client for the function app's /api routes (the echo model is reset for each test)."""
     async with httpx2.AsyncClient(base_url=function_app_server.base_url + "/api", timeout=30) as client:
         yield client
+
+
+@pytest.fixture
+async def store(azurite: Azurite) -> AsyncIterator[Any]:
+    """A TableSessionStore on a fresh table of the session's Azurite, dropped afterwards."""
+    from agent_core.table_store import TableSessionStore
+
+    store = TableSessionStore.from_connection_string(azurite.connection_string, f"t{secrets.token_hex(6)}")
+    await store.ensure_table()
+    yield store
+    await store.table.delete_table()
+    await store.close()

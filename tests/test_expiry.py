@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,15 +16,6 @@ from agent_core.table_store import SessionNotFoundError, StoredSession, TableSes
 from .azurite import Azurite
 
 T0 = datetime(2026, 1, 1, 12, 0, 30, tzinfo=UTC)
-
-
-@pytest.fixture
-async def store(azurite: Azurite) -> AsyncIterator[TableSessionStore]:
-    store = TableSessionStore.from_connection_string(azurite.connection_string, f"x{secrets.token_hex(6)}")
-    await store.ensure_table()
-    yield store
-    await store.table.delete_table()
-    await store.close()
 
 
 async def make(store: TableSessionStore, sid: str, ttl: int, *, at: datetime = T0, **kw) -> StoredSession:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -19,18 +18,7 @@ from agent_core.table_store import (
     partition_key,
 )
 
-from .azurite import Azurite
-
 LIMITS = {"ttl_seconds": 3600, "max_session_bytes": 64 * 1024 * 1024, "max_state_bytes": 256 * 1024}
-
-
-@pytest.fixture
-async def store(azurite: Azurite) -> AsyncIterator[TableSessionStore]:
-    store = TableSessionStore.from_connection_string(azurite.connection_string, f"t{secrets.token_hex(6)}")
-    await store.ensure_table()
-    yield store
-    await store.table.delete_table()
-    await store.close()
 
 
 async def new_session(store: TableSessionStore, session_id: str = "s1", **kw) -> StoredSession:
