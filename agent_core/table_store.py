@@ -370,12 +370,17 @@ class TableSessionStore:
         header = _header_entity(session, _state_props(state, max_state_bytes))
         try:
             await self.table.upsert_entity(index_entity(pk, session.inc, session.expires_at))
-            result = await self.table.create_entity(header)
+            try:
+                result = await self.table.create_entity(header)
+            except ResourceExistsError:
+                # An expired session that the sweep has not reached yet does not block its id.
+                existing = await self.get_header(pk)
+                if existing is None or existing.expires_at > now or not await self.delete(existing):
+                    raise SessionExistsError(f"session {session_id!r} already exists") from None
+                result = await self.table.create_entity(header)
         except ResourceExistsError:
             raise SessionExistsError(f"session {session_id!r} already exists") from None
-        except HttpResponseError as exc:
-            raise _storage_error(exc) from exc
-        except (ServiceRequestError, ServiceResponseError) as exc:
+        except (HttpResponseError, ServiceRequestError, ServiceResponseError) as exc:
             raise _storage_error(exc) from exc
         session.etag = str(result.get("etag", ""))
         return session

@@ -11,7 +11,7 @@ from agent_core import Message
 from agent_core.expiry import sweep
 from agent_core.offline_model import OfflineModelServer
 from agent_core.openai import OpenAIResponsesClient
-from agent_core.table_store import SessionNotFoundError, StoredSession, TableSessionStore
+from agent_core.table_store import SessionExistsError, SessionNotFoundError, StoredSession, TableSessionStore
 
 from .azurite import Azurite
 
@@ -151,3 +151,16 @@ async def test_service_conversations_deleted_when_configured(
     assert (result.expired, result.conversations_deleted) == (2, 1)
     assert await client.delete_conversation(gone_id) is False  # already deleted by the sweep
     assert await client.delete_conversation(kept_id) is True  # the attached one was the client's to keep
+
+
+async def test_expired_id_can_be_reused_before_the_sweep(store: TableSessionStore):
+    old = await turn(store, await make(store, "reuse", 60), 60, T0)
+    with pytest.raises(SessionExistsError):
+        await make(store, "reuse", 60, at=T0 + timedelta(seconds=30))  # still live
+    fresh = await make(store, "reuse", 60, at=T0 + timedelta(minutes=5))  # expired: replaced whole
+    assert fresh.inc != old.inc
+    loaded = await store.load("o", "general", "reuse", now=T0 + timedelta(minutes=5))
+    assert (loaded.messages, loaded.turns) == ([], 0)
+    # the old index row and the one the refused create wrote first (index before header) are cleared
+    assert (await sweep(store, now=T0 + timedelta(minutes=5))).orphans == 2
+    assert len((await store.load("o", "general", "reuse", now=T0 + timedelta(minutes=5))).messages) == 0
