@@ -227,9 +227,11 @@ class ResponsesClient:
         )
 
     def _create_args(self, request: ModelRequest) -> dict[str, Any]:
+        # The input items are plain JSON already, so they go in `extra_body`, which the SDK sends as is: its
+        # typed-params transform walks every item (~0.4 ms each; 0.8 s for a 2,000-message history).
         args: dict[str, Any] = {
             "model": self.model,
-            "input": to_input_items(request.messages),
+            "extra_body": {"input": to_input_items(request.messages)},
         }
         if request.instructions:
             args["instructions"] = request.instructions
