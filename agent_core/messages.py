@@ -109,6 +109,12 @@ class Message(BaseModel):
         return [c for c in self.contents if c.type == kind]
 
 
+# The custom __init__ is for Python callers (`text=`); validation of stored data (model_validate,
+# validate_json) need not run it too, which halves the cost of loading a long history.
+Message.__pydantic_custom_init__ = False
+Message.model_rebuild(force=True)
+
+
 def to_messages(messages: str | Message | Sequence[str | Message] | None) -> list[Message]:
     """Normalize run() input: a string is a user message; a list may mix strings and messages."""
     if messages is None:

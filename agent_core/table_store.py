@@ -60,6 +60,13 @@ _PIECES_PER_ENTITY = 14  # 882,000 bytes of binary per entity
 _MAX_TRANSACTION_ENTITIES = 100
 _MAX_TRANSACTION_BYTES = 3_800_000  # estimated JSON body, base64 included
 _MESSAGES = TypeAdapter(list[Message])
+_PIECE_COLUMNS = ["j", "zn", *(f"z{n:02d}" for n in range(_PIECES_PER_ENTITY))]
+_HEADER_COLUMNS = [
+    "schema", "session_id", "owner", "agent", "history", "service_session_id", "owns_conversation",
+    "created_at", "updated_at", "expires_at", "turns", "message_count", "inc", "size_bytes",
+]  # fmt: skip
+_LOAD_COLUMNS = ["PartitionKey", "RowKey", *_HEADER_COLUMNS, *(f"s{c}" for c in _PIECE_COLUMNS), *_PIECE_COLUMNS]
+"""Selecting columns spares the SDK parsing every row's Timestamp (40% of a 1,000-row load's CPU)."""
 
 
 class StoreError(AgentCoreError):
@@ -394,7 +401,8 @@ class TableSessionStore:
         self._count("read")
         try:
             if with_history:
-                rows = [row async for row in self.table.query_entities("PartitionKey eq @pk", parameters={"pk": pk})]
+                query = self.table.query_entities("PartitionKey eq @pk", parameters={"pk": pk}, select=_LOAD_COLUMNS)
+                rows = [row async for row in query]
             else:
                 rows = [await self.table.get_entity(pk, HEADER_RK)]
         except ResourceNotFoundError:

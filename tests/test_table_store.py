@@ -154,3 +154,15 @@ async def test_expired_session_is_not_found_and_delete_is_whole(store: TableSess
         await store.load("alice", "general", "s1")
     remaining = [e async for e in store.table.query_entities("PartitionKey eq @pk", parameters={"pk": session.pk})]
     assert remaining == []
+
+
+def test_load_selects_every_header_column():
+    from agent_core.table_store import _HEADER_COLUMNS, _header_entity
+
+    session = StoredSession(
+        pk="p", session_id="s", owner="o", agent="a", history="local", service_session_id=None, state={},
+        created_at=datetime.now(UTC), updated_at=datetime.now(UTC), expires_at=datetime.now(UTC),
+        turns=0, inc="i", size_bytes=0,
+    )  # fmt: skip
+    columns = set(_header_entity(session, {}).keys()) - {"PartitionKey", "RowKey"}
+    assert columns <= set(_HEADER_COLUMNS)  # a new header field must be added to the load's select list
