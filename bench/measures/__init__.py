@@ -1,0 +1,1 @@
+"""One module per measure; each exposes `run(ctx) -> Result`."""

@@ -1,0 +1,1 @@
+"""Child-process entry points: each runs in its own interpreter so the bench measures it alone."""
