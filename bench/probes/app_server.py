@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from .serving import LoopbackServer
+from agent_core.serving import ThreadedServer
 
 
 def rss_bytes() -> int:
@@ -77,7 +77,7 @@ def main() -> None:
 
     app = create_asgi_app(function_app.app, run_timers=False)  # the dev server's app, as DevServer serves it
     app.on_shutdown.append(function_app.api.close)
-    server = LoopbackServer(app, lifespan="on").start()
+    server = ThreadedServer(app, name="bench-app", lifespan="on").start()
     try:
         ready = {"port": server.port, "import_s": imported, "ready_s": time.perf_counter() - started}
         print("ready " + json.dumps(ready), flush=True)

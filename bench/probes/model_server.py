@@ -7,8 +7,7 @@ import sys
 from typing import Any
 
 from agent_core.offline_model import OfflineModel
-
-from .serving import LoopbackServer
+from agent_core.serving import ThreadedServer
 
 _KEEP_REQUESTS = 50  # the model records every request; keep memory flat over long runs
 
@@ -30,7 +29,7 @@ class CountingModel(OfflineModel):
 
 def main() -> None:
     model = CountingModel()
-    server = LoopbackServer(model).start()
+    server = ThreadedServer(model, name="bench-model").start()
     try:
         print("ready " + json.dumps({"base_url": f"http://127.0.0.1:{server.port}/v1"}), flush=True)
         for line in sys.stdin:
