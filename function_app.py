@@ -8,8 +8,8 @@ itself, so a wrong method gets a problem+json 405 on the platform too.
 import azure.functions as func
 from azurefunctions.extensions.http.fastapi import Request, Response
 
-from agent_core.http import HttpApi
-from app_agents import AGENTS
+from service.agents import AGENTS
+from service.http import HttpApi
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 api = HttpApi(AGENTS)

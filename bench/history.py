@@ -15,7 +15,7 @@ from typing import Any
 from azure.data.tables.aio import TableClient
 
 from agent_core import Message
-from agent_core.table_store import StoredSession, partition_key
+from service.storage import StoredSession, partition_key
 
 from .storage import CountingStore, clone_partition
 

@@ -51,7 +51,7 @@ async def profile_turns(
     os.environ.update(app_settings(connection_string, table, model_url))
     sys.path.insert(0, str(ROOT))
     import function_app
-    from agent_core.devserver import create_asgi_app
+    from devtools.devserver import create_asgi_app
 
     app = create_asgi_app(function_app.app, run_timers=False)
     seeder = CountingStore.open(connection_string, table)

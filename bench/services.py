@@ -85,7 +85,7 @@ class ChildProcess:
 
 
 class ModelProcess(ChildProcess):
-    """The OpenAI-compatible echo model (agent_core.offline_model) in its own process."""
+    """The OpenAI-compatible echo model (devtools.echo_model) in its own process."""
 
     def __init__(self) -> None:
         super().__init__("bench.probes.model_server")

@@ -19,7 +19,7 @@ from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
-from agent_core.table_store import HEADER_RK, STORAGE_RETRIES, RequestCounter, TableSessionStore
+from service.storage import HEADER_RK, STORAGE_RETRIES, RequestCounter, TableSessionStore
 
 _BATCH = 100  # entities per transaction
 

@@ -14,9 +14,9 @@ import sys
 import httpx2
 
 from agent_core import AgentSession, ResponsesClient
-from agent_core.offline_model import OfflineModel
 from agent_core.openai import OpenAIResponsesClient
-from app_agents import check_inventory, search_products
+from devtools.echo_model import OfflineModel
+from service.agents import check_inventory, search_products
 
 
 def make_client() -> tuple[ResponsesClient, str]:

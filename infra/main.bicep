@@ -75,7 +75,7 @@ param modelCapacity int = 30
 @description('Region of the created Foundry account. Empty: location.')
 param foundryLocation string = ''
 
-// ---------------------------------------------------------------- the app's settings (defaults as in agent_core/settings.py)
+// ---------------------------------------------------------------- the app's settings (defaults as in service/settings.py)
 
 @description('AGENT_SESSIONS_TABLE: the table holding sessions, history and the expiry index (created here).')
 param sessionsTableName string = 'agentsessions'
@@ -173,7 +173,7 @@ var modelAccountResourceGroup = grantExistingModelRoles ? modelAccountIdParts[4]
 var deployerPrincipalId = grantDeployerAccess ? principalId : ''
 
 // ---------------------------------------------------------------- the function app's own settings
-// Exactly the settings agent_core reads (agent_core/settings.py), besides those the function-app module
+// Exactly the settings agent_core reads (service/settings.py), besides those the function-app module
 // sets from the identity and storage (AZURE_CLIENT_ID, SessionStorage__*). Never set here: key-based
 // settings (AZURE_OPENAI_API_KEY, OPENAI_API_KEY, SessionStorage) and AGENT_OFFLINE_MODEL, which the app
 // refuses in Azure.

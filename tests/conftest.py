@@ -10,8 +10,8 @@ from typing import Any
 import httpx2
 import pytest
 
-from agent_core.offline_model import OfflineModel, OfflineModelServer
 from agent_core.openai import OpenAIResponsesClient
+from devtools.echo_model import OfflineModel, OfflineModelServer
 
 from .azurite import Azurite
 from .storage_proxy import StorageProxy
@@ -59,7 +59,7 @@ class FunctionAppServer:
 
     base_url: str
     env: dict[str, str]
-    api: Any  # agent_core.http.HttpApi
+    api: Any  # service.http.HttpApi
 
     @property
     def store(self) -> Any:
@@ -73,7 +73,7 @@ def function_app_server(
     azurite: Azurite, storage_proxy: StorageProxy, model_server: OfflineModelServer
 ) -> Iterator[FunctionAppServer]:
     """function_app.app on the dev server: sessions in Azurite (through the fault proxy), the echo model."""
-    from agent_core.devserver import DevServer
+    from devtools.devserver import DevServer
 
     connection = azurite.connection_string.replace(f":{azurite.port}/", f":{storage_proxy.port}/")
     env = {
@@ -113,7 +113,7 @@ async def http(function_app_server: FunctionAppServer, model: OfflineModel) -> A
 @pytest.fixture
 async def store(azurite: Azurite) -> AsyncIterator[Any]:
     """A TableSessionStore on a fresh table of the session's Azurite, dropped afterwards."""
-    from agent_core.table_store import TableSessionStore
+    from service.storage import TableSessionStore
 
     store = TableSessionStore.from_connection_string(azurite.connection_string, f"t{secrets.token_hex(6)}")
     await store.ensure_table()

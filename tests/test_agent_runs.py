@@ -17,8 +17,8 @@ from agent_core import (
     Message,
     SessionContext,
 )
-from agent_core.offline_model import OfflineModel
 from agent_core.openai import OpenAIResponsesClient
+from devtools.echo_model import OfflineModel
 
 from .helpers import seen_user_messages
 

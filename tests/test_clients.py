@@ -10,8 +10,8 @@ from azure.core.credentials import AccessToken
 
 from agent_core import ConfigurationError
 from agent_core.azure import AZURE_OPENAI_SCOPE, FOUNDRY_SCOPE, AzureOpenAIResponsesClient
-from agent_core.offline_model import OfflineModel, OfflineModelServer
 from agent_core.openai import OpenAIResponsesClient
+from devtools.echo_model import OfflineModel, OfflineModelServer
 
 from .helpers import seen_user_messages
 

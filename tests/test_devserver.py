@@ -17,7 +17,7 @@ import pytest
 from starlette.requests import Request
 from starlette.responses import Response
 
-from agent_core.devserver import DevApp, DevServer, NCronTab, create_asgi_app
+from devtools.devserver import DevApp, DevServer, NCronTab, create_asgi_app
 from tests import devserver_app
 
 QUIET_SCHEDULE = "0 0 0 1 1 *"  # midnight on New Year's Day: never fires during the tests
@@ -138,7 +138,7 @@ async def test_streaming_response_streams_before_the_handler_finishes(http: http
 async def test_a_failing_function_is_a_500_problem_without_internals(
     http: httpx2.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.ERROR, logger="agent_core.devserver"):
+    with caplog.at_level(logging.ERROR, logger="devtools.devserver"):
         response = await http.get("/api/boom")
 
     body = assert_problem(response, 500)

@@ -13,8 +13,8 @@ from agent_core import (
     ModelServiceError,
     ModelTimeoutError,
 )
-from agent_core.offline_model import OfflineModel, OfflineModelServer
 from agent_core.openai import OpenAIResponsesClient
+from devtools.echo_model import OfflineModel, OfflineModelServer
 
 from .helpers import seen_user_messages
 

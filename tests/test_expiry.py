@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from agent_core import Message
-from agent_core.expiry import sweep
-from agent_core.offline_model import OfflineModelServer
 from agent_core.openai import OpenAIResponsesClient
-from agent_core.table_store import SessionExistsError, SessionNotFoundError, StoredSession, TableSessionStore
+from devtools.echo_model import OfflineModelServer
+from service.expiry import sweep
+from service.storage import SessionExistsError, SessionNotFoundError, StoredSession, TableSessionStore
 
 from .azurite import Azurite
 

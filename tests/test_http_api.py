@@ -11,8 +11,8 @@ import httpx2
 import pytest
 from azure.data.tables.aio import TableClient
 
-from agent_core.offline_model import OfflineModel
-from agent_core.table_store import STORAGE_RETRIES
+from devtools.echo_model import OfflineModel
+from service.storage import STORAGE_RETRIES
 
 from .conftest import FunctionAppServer
 from .helpers import seen_user_messages

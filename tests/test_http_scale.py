@@ -7,7 +7,7 @@ import math
 import httpx2
 
 from agent_core import Message
-from agent_core.table_store import StoredSession, TableSessionStore
+from service.storage import StoredSession, TableSessionStore
 
 from .azurite import Azurite
 from .conftest import FunctionAppServer

@@ -3,7 +3,7 @@
 No Bicep compiler can be installed here or in CI, so every .bicep file is parsed with pycep-parser (a
 Bicep grammar for Python) and its structure asserted: the resources exist, the app identity has exactly
 the roles it needs at the right scopes, nothing uses keys, and the app settings the template sets are
-exactly those agent_core reads (agent_core/settings.py), with the same defaults.
+exactly those agent_core reads (service/settings.py), with the same defaults.
 
 What this cannot catch: type errors, wrong property names of Azure resource types, and the parameters of
 the Azure Verified Modules, which only `bicep build` and a deployment check.
@@ -22,7 +22,7 @@ import pytest
 import yaml
 from pycep import BicepParser
 
-from agent_core.settings import SETTINGS
+from service.settings import SETTINGS
 
 ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra"

@@ -1,4 +1,4 @@
-"""The local run path: `python -m agent_core.devserver` (what scripts/run starts) with the sample settings,
+"""The local run path: `python -m devtools.devserver` (what scripts/run starts) with the sample settings,
 Azurite and the offline model, driven like the README's curl session."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def devserver(azurite: Azurite, tmp_path: Path) -> Iterator[str]:
         port = sock.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "OPENAI_", "AGENT_", "SessionStorage"))}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agent_core.devserver", "--port", str(port), "--settings", str(settings)],
+        [sys.executable, "-m", "devtools.devserver", "--port", str(port), "--settings", str(settings)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

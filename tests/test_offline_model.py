@@ -18,7 +18,7 @@ from openai.types.responses import (
     ResponseTextDeltaEvent,
 )
 
-from agent_core.offline_model import OfflineModel, OfflineModelServer
+from devtools.echo_model import OfflineModel, OfflineModelServer
 
 MODEL = "gpt-test"
 SEARCH_TOOL: Any = {

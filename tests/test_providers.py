@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from agent_core import Agent, BaseContextProvider, BaseHistoryProvider, Message, SessionContext, tool
-from agent_core.offline_model import OfflineModel
 from agent_core.openai import OpenAIResponsesClient
+from devtools.echo_model import OfflineModel
 
 from .helpers import seen_user_messages
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agent_core.offline_model import OfflineModelServer
+from devtools.echo_model import OfflineModelServer
 
 from .helpers import seen_user_messages
 

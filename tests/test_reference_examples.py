@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import agent_core
-from agent_core.offline_model import OfflineModel, OfflineModelServer
+from devtools.echo_model import OfflineModel, OfflineModelServer
 
 from . import reference
 from .helpers import seen_user_messages

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from agent_core import Agent, BaseHistoryProvider
-from agent_core.offline_model import OfflineModel
 from agent_core.openai import OpenAIResponsesClient
+from devtools.echo_model import OfflineModel
 
 from .helpers import seen_user_messages
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from agent_core import ConfigurationError
-from agent_core.runtime import build_model_client, build_store
-from agent_core.settings import SETTINGS, AppSettings, markdown_table
+from service.runtime import build_model_client, build_store
+from service.settings import SETTINGS, AppSettings, markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 

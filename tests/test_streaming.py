@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from agent_core import AgentResponseUpdate, tool
-from agent_core.offline_model import OfflineModel
 from agent_core.openai import OpenAIResponsesClient
+from devtools.echo_model import OfflineModel
 
 from .helpers import seen_user_messages
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from agent_core import Content, Message
-from agent_core.table_store import (
+from service.storage import (
     SessionConflictError,
     SessionExistsError,
     SessionNotFoundError,
@@ -157,7 +157,7 @@ async def test_expired_session_is_not_found_and_delete_is_whole(store: TableSess
 
 
 def test_load_selects_every_header_column():
-    from agent_core.table_store import _HEADER_COLUMNS, _header_entity
+    from service.storage import _HEADER_COLUMNS, _header_entity
 
     session = StoredSession(
         pk="p", session_id="s", owner="o", agent="a", history="local", service_session_id=None, state={},

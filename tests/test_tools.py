@@ -10,8 +10,8 @@ import pytest
 from pydantic import BaseModel, Field
 
 from agent_core import Agent, AgentSession, ApprovalError, Content, FunctionTool, Message, tool
-from agent_core.offline_model import OfflineModel
 from agent_core.openai import OpenAIResponsesClient
+from devtools.echo_model import OfflineModel
 
 
 class Address(BaseModel):

@@ -96,7 +96,7 @@ def own_self_time() -> dict[str, Any]:
         name = parts[2]
         if name == "function_app":
             total_us = int(parts[1])
-        if any(name == p or name.startswith(p + ".") for p in ("function_app", "app_agents", "agent_core")):
+        if any(name == p or name.startswith(p + ".") for p in ("function_app", "service", "agent_core")):
             own_us += int(parts[0])
     return {
         "own_self_ms": round(own_us / 1000, 1),

@@ -2,7 +2,7 @@
 
 Two tables, one with the small and one with the large number of live sessions (deadlines a day ahead, so
 their index rows are not due). Each round adds the same number of expired sessions to both and sweeps each
-(agent_core.expiry.sweep, as the timer runs it); time and the store's HTTP requests are paired per round,
+(service.expiry.sweep, as the timer runs it); time and the store's HTTP requests are paired per round,
 and so is the emulator's own cost of the sweep's kind of reads at each table size.
 """
 
@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 from time import perf_counter
 from typing import Any
 
-from agent_core.expiry import sweep
-from agent_core.table_store import TableSessionStore, partition_key
+from service.expiry import sweep
+from service.storage import TableSessionStore, partition_key
 
 from ..context import Context
 from ..result import Result

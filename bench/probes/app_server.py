@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from agent_core.serving import ThreadedServer
+from devtools.serving import ThreadedServer
 
 
 def rss_bytes() -> int:
@@ -29,9 +29,9 @@ class Timings:
     """Wall time of the app's own steps of a turn (BENCH_TIMINGS=1): where the turn's time goes."""
 
     STEPS = (
-        ("agent_core.http", "HttpApi", "messages", "handler"),
-        ("agent_core.table_store", "TableSessionStore", "load", "store_load"),
-        ("agent_core.table_store", "TableSessionStore", "commit_turn", "store_commit"),
+        ("service.http", "HttpApi", "messages", "handler"),
+        ("service.storage", "TableSessionStore", "load", "store_load"),
+        ("service.storage", "TableSessionStore", "commit_turn", "store_commit"),
         ("agent_core.model_client", "ResponsesClient", "get_response", "model_call"),
     )
 
@@ -73,7 +73,7 @@ def main() -> None:
     timings = Timings()
     if os.environ.get("BENCH_TIMINGS") == "1":
         timings.install()
-    from agent_core.devserver import create_asgi_app
+    from devtools.devserver import create_asgi_app
 
     app = create_asgi_app(function_app.app, run_timers=False)  # the dev server's app, as DevServer serves it
     app.on_shutdown.append(function_app.api.close)

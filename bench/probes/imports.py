@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-OWN = ("function_app", "app_agents", "agent_core", "bench")
+OWN = ("function_app", "service", "agent_core", "bench")
 
 
 def own(name: str) -> bool:

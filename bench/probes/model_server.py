@@ -6,8 +6,8 @@ import json
 import sys
 from typing import Any
 
-from agent_core.offline_model import OfflineModel
-from agent_core.serving import ThreadedServer
+from devtools.echo_model import OfflineModel
+from devtools.serving import ThreadedServer
 
 _KEEP_REQUESTS = 50  # the model records every request; keep memory flat over long runs
 

@@ -1,7 +1,7 @@
 // The function app on the Flex Consumption plan (Linux), running as its user-assigned identity.
 //
 // The site is a plain resource rather than the AVM web/site module so that every app setting the app gets
-// is written in this repository (tests/test_infra.py checks each one against agent_core/settings.py); the
+// is written in this repository (tests/test_infra.py checks each one against service/settings.py); the
 // AVM module adds settings of its own in some versions.
 //
 // On Flex Consumption the language and version live in functionAppConfig.runtime, not in the
@@ -70,7 +70,7 @@ var hostSettings = {
 }
 
 // agent_core: DefaultAzureCredential picks the app's identity (model and storage), and the sessions
-// table is reached at its endpoint with that identity (agent_core/runtime.py, build_store).
+// table is reached at its endpoint with that identity (service/runtime.py, build_store).
 var identitySettings = {
   AZURE_CLIENT_ID: identityClientId
   SessionStorage__tableServiceUri: storage.properties.primaryEndpoints.table

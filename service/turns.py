@@ -6,12 +6,13 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .agents import AgentResponse, AgentResponseUpdate
-from .messages import Message
-from .providers import BaseHistoryProvider
+from agent_core.agents import AgentResponse, AgentResponseUpdate
+from agent_core.messages import Message
+from agent_core.providers import BaseHistoryProvider
+from agent_core.sessions import AgentSession
+
 from .runtime import AgentSpec, Runtime
-from .sessions import AgentSession
-from .table_store import StoredSession
+from .storage import StoredSession
 
 
 class StoredHistoryProvider(BaseHistoryProvider):

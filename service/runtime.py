@@ -9,13 +9,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .agents import Agent
-from .exceptions import ConfigurationError
-from .model_client import ResponsesClient
-from .providers import BaseContextProvider
+from agent_core.agents import Agent
+from agent_core.exceptions import ConfigurationError
+from agent_core.model_client import ResponsesClient
+from agent_core.providers import BaseContextProvider
+from agent_core.tools import FunctionTool
+
 from .settings import AppSettings
-from .table_store import TableSessionStore
-from .tools import FunctionTool
+from .storage import TableSessionStore
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def build_model_client(settings: AppSettings) -> tuple[ResponsesClient, ModelKin
     project_endpoint = settings.get("AZURE_AI_PROJECT_ENDPOINT")
     endpoint = settings.get("AZURE_OPENAI_ENDPOINT")
     if project_endpoint or endpoint:
-        from .azure import AzureOpenAIResponsesClient
+        from agent_core.azure import AzureOpenAIResponsesClient
 
         credential = None
         if not settings.get("AZURE_OPENAI_API_KEY"):
@@ -89,7 +90,7 @@ def build_model_client(settings: AppSettings) -> tuple[ResponsesClient, ModelKin
             max_retries=retries,
         )
         return client, "azure"
-    from .openai import OpenAIResponsesClient
+    from agent_core.openai import OpenAIResponsesClient
 
     if settings.get("OPENAI_API_KEY"):
         client_ = OpenAIResponsesClient(
@@ -108,7 +109,7 @@ def build_model_client(settings: AppSettings) -> tuple[ResponsesClient, ModelKin
             )
         import httpx2
 
-        from .offline_model import OfflineModel
+        from devtools.echo_model import OfflineModel
 
         transport = httpx2.ASGITransport(app=OfflineModel(label=OFFLINE_LABEL))
         offline = OpenAIResponsesClient(

@@ -18,8 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from .agents import AgentResponse, AgentResponseUpdate
-from .exceptions import (
+from agent_core.agents import AgentResponse, AgentResponseUpdate
+from agent_core.exceptions import (
     AgentInputError,
     ApprovalError,
     ConfigurationError,
@@ -30,11 +30,12 @@ from .exceptions import (
     ModelTimeoutError,
     SessionSerializationError,
 )
+from agent_core.messages import Content, Message
+from agent_core.sessions import encode_value, new_session_id
+
 from .expiry import SweepResult, sweep
-from .messages import Content, Message
 from .runtime import AgentSpec, Runtime, RuntimeHolder
-from .sessions import encode_value, new_session_id
-from .table_store import (
+from .storage import (
     SESSION_ID_PATTERN,
     SessionConflictError,
     SessionExistsError,

@@ -12,8 +12,9 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from .model_client import ResponsesClient
-from .table_store import TableSessionStore
+from agent_core.model_client import ResponsesClient
+
+from .storage import TableSessionStore
 
 logger = logging.getLogger(__name__)
 

@@ -37,9 +37,9 @@ from azure.data.tables import TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableClient
 from pydantic import TypeAdapter
 
-from .exceptions import AgentCoreError
-from .messages import Message
-from .sessions import decode_value, encode_value
+from agent_core.exceptions import AgentCoreError
+from agent_core.messages import Message
+from agent_core.sessions import decode_value, encode_value
 
 SCHEMA_VERSION = 1
 HEADER_RK = "h"

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from agent_core import tool
-from agent_core.runtime import AgentSpec
-from agent_core.settings import AppSettings
+
+from .runtime import AgentSpec
+from .settings import AppSettings
 
 
 @tool(approval_mode="never_require")

@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .exceptions import ConfigurationError
+from agent_core.exceptions import ConfigurationError
 
 
 @dataclass(frozen=True)

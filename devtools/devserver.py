@@ -519,8 +519,8 @@ def _route_prefix(host_json: Path) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """`python -m agent_core.devserver`: serve the app in the current directory like `func start`."""
-    parser = argparse.ArgumentParser(prog="python -m agent_core.devserver", description=__doc__)
+    """`python -m devtools.devserver`: serve the app in the current directory like `func start`."""
+    parser = argparse.ArgumentParser(prog="python -m devtools.devserver", description=__doc__)
     parser.add_argument("--app", default="function_app:app", help="module:attribute of the FunctionApp")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7071)

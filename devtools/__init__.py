@@ -1,0 +1,1 @@
+"""Local-only tools: the dev server that stands in for the Functions host, and the OpenAI-compatible echo model."""
