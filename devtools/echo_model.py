@@ -1,6 +1,6 @@
 """A deterministic "echo" model speaking the OpenAI Responses + Conversations wire format as a plain ASGI app.
 
-Tests point the real openai SDK at it over HTTP; the local dev server uses it as a labelled offline model.
+Tests point the real openai SDK at it over HTTP; the local dev server uses it as a labelled local model.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from urllib.parse import parse_qs
 
 from .serving import ThreadedServer
 
-__all__ = ["OfflineModel", "OfflineModelServer", "RecordedRequest"]
+__all__ = ["EchoModel", "EchoModelServer", "RecordedRequest"]
 
 _T = TypeVar("_T")
 JSON = dict[str, Any]
@@ -40,7 +40,7 @@ _ERROR_CODES = {401: "invalid_api_key", 404: "not_found", 429: "rate_limit_excee
 
 @dataclass
 class RecordedRequest:
-    """One HTTP request as the offline model received it."""
+    """One HTTP request as the echo model received it."""
 
     method: str
     path: str
@@ -288,7 +288,7 @@ def _sse(event: JSON) -> bytes:
 # --- The ASGI application -------------------------------------------------------------------------
 
 
-class OfflineModel:
+class EchoModel:
     """Deterministic echo model speaking the OpenAI Responses + Conversations APIs as an ASGI app."""
 
     def __init__(self, *, label: str = "") -> None:
@@ -644,10 +644,10 @@ async def _sleep_unless_disconnected(receive: Receive, seconds: float) -> bool:
 # --- Serving over real HTTP -----------------------------------------------------------------------
 
 
-class OfflineModelServer(ThreadedServer):
-    """Runs an OfflineModel under uvicorn on 127.0.0.1 in a background thread (free port)."""
+class EchoModelServer(ThreadedServer):
+    """Runs an EchoModel under uvicorn on 127.0.0.1 in a background thread (free port)."""
 
-    def __init__(self, model: OfflineModel | None = None) -> None:
-        self.model = model if model is not None else OfflineModel()
-        super().__init__(self.model, name="offline-model")
+    def __init__(self, model: EchoModel | None = None) -> None:
+        self.model = model if model is not None else EchoModel()
+        super().__init__(self.model, name="echo-model")
         self.base_url = f"http://127.0.0.1:{self.port}/v1"

@@ -15,7 +15,7 @@ import httpx2
 
 from agent_core import AgentSession, ResponsesClient
 from agent_core.openai import OpenAIResponsesClient
-from devtools.echo_model import OfflineModel
+from devtools.echo_model import EchoModel
 from service.agents import check_inventory, search_products
 
 
@@ -26,7 +26,7 @@ def make_client() -> tuple[ResponsesClient, str]:
         return AzureOpenAIResponsesClient(), "Azure"
     if os.environ.get("OPENAI_API_KEY"):
         return OpenAIResponsesClient(), "OpenAI"
-    transport = httpx2.ASGITransport(app=OfflineModel(label="[offline model]"))
+    transport = httpx2.ASGITransport(app=EchoModel(label="[offline model]"))
     client = OpenAIResponsesClient(
         model="offline-echo",
         api_key="offline",

@@ -109,9 +109,9 @@ def build_model_client(settings: AppSettings) -> tuple[ResponsesClient, ModelKin
             )
         import httpx2
 
-        from devtools.echo_model import OfflineModel
+        from devtools.echo_model import EchoModel
 
-        transport = httpx2.ASGITransport(app=OfflineModel(label=OFFLINE_LABEL))
+        transport = httpx2.ASGITransport(app=EchoModel(label=OFFLINE_LABEL))
         offline = OpenAIResponsesClient(
             model="offline-echo",
             api_key="offline",

@@ -11,27 +11,27 @@ import httpx2
 import pytest
 
 from agent_core.openai import OpenAIResponsesClient
-from devtools.echo_model import OfflineModel, OfflineModelServer
+from devtools.echo_model import EchoModel, EchoModelServer
 
 from .azurite import Azurite
 from .storage_proxy import StorageProxy
 
 
 @pytest.fixture(scope="session")
-def model_server() -> Iterator[OfflineModelServer]:
-    with OfflineModelServer() as server:
+def model_server() -> Iterator[EchoModelServer]:
+    with EchoModelServer() as server:
         yield server
 
 
 @pytest.fixture
-def model(model_server: OfflineModelServer) -> OfflineModel:
+def model(model_server: EchoModelServer) -> EchoModel:
     """The echo model, reset for each test: no stored responses, conversations, faults or recorded requests."""
     model_server.model.reset()
     return model_server.model
 
 
 @pytest.fixture
-def client(model_server: OfflineModelServer, model: OfflineModel) -> OpenAIResponsesClient:
+def client(model_server: EchoModelServer, model: EchoModel) -> OpenAIResponsesClient:
     """A real AsyncOpenAI-based client over HTTP to the echo model; no SDK retries so faults surface once."""
     return OpenAIResponsesClient(model="echo-1", api_key="test-key", base_url=model_server.base_url, max_retries=0)
 
@@ -70,7 +70,7 @@ class FunctionAppServer:
 
 @pytest.fixture(scope="session")
 def function_app_server(
-    azurite: Azurite, storage_proxy: StorageProxy, model_server: OfflineModelServer
+    azurite: Azurite, storage_proxy: StorageProxy, model_server: EchoModelServer
 ) -> Iterator[FunctionAppServer]:
     """function_app.app on the dev server: sessions in Azurite (through the fault proxy), the echo model."""
     from devtools.devserver import DevServer
@@ -104,7 +104,7 @@ def function_app_server(
 
 
 @pytest.fixture
-async def http(function_app_server: FunctionAppServer, model: OfflineModel) -> AsyncIterator[httpx2.AsyncClient]:
+async def http(function_app_server: FunctionAppServer, model: EchoModel) -> AsyncIterator[httpx2.AsyncClient]:
     """An HTTP client for the function app's /api routes (the echo model is reset for each test)."""
     async with httpx2.AsyncClient(base_url=function_app_server.base_url + "/api", timeout=30) as client:
         yield client

@@ -18,7 +18,7 @@ from agent_core import (
     SessionContext,
 )
 from agent_core.openai import OpenAIResponsesClient
-from devtools.echo_model import OfflineModel
+from devtools.echo_model import EchoModel
 
 from .helpers import seen_user_messages
 
@@ -32,7 +32,7 @@ class RecordingProvider(BaseContextProvider):
         self.options.append(dict(context.options))
 
 
-async def test_multi_turn_memory_and_response_fields(client: OpenAIResponsesClient, model: OfflineModel):
+async def test_multi_turn_memory_and_response_fields(client: OpenAIResponsesClient, model: EchoModel):
     agent = client.as_agent(name="Memory", instructions="Be brief.")
     session = agent.create_session()
     first = await agent.run("My name is Alice and I love hiking.", session=session)
@@ -88,7 +88,7 @@ async def test_without_session_nothing_is_remembered(client: OpenAIResponsesClie
     assert seen_user_messages((await agent.run("two")).text) == ["two"]
 
 
-async def test_kwargs_and_options_reach_context_providers(client: OpenAIResponsesClient, model: OfflineModel):
+async def test_kwargs_and_options_reach_context_providers(client: OpenAIResponsesClient, model: EchoModel):
     recorder = RecordingProvider()
     agent = Agent(client=client, context_providers=[recorder])
     await agent.run("hi", session=agent.create_session(), options={"temperature": 0.5}, user_id="user-123")

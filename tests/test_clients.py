@@ -11,7 +11,7 @@ from azure.core.credentials import AccessToken
 from agent_core import ConfigurationError
 from agent_core.azure import AZURE_OPENAI_SCOPE, FOUNDRY_SCOPE, AzureOpenAIResponsesClient
 from agent_core.openai import OpenAIResponsesClient
-from devtools.echo_model import OfflineModel, OfflineModelServer
+from devtools.echo_model import EchoModel, EchoModelServer
 
 from .helpers import seen_user_messages
 
@@ -60,7 +60,7 @@ class StaticCredential:
         pass
 
 
-def root(server: OfflineModelServer) -> str:
+def root(server: EchoModelServer) -> str:
     return server.base_url.removesuffix("/v1")
 
 
@@ -89,7 +89,7 @@ def test_endpoints_map_to_v1_base_urls_and_scopes():
 
 
 async def test_settings_fallback_and_key_auth(
-    monkeypatch: pytest.MonkeyPatch, model_server: OfflineModelServer, model: OfflineModel
+    monkeypatch: pytest.MonkeyPatch, model_server: EchoModelServer, model: EchoModel
 ):
     monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", root(model_server))
     monkeypatch.setenv("AZURE_OPENAI_RESPONSES_DEPLOYMENT_NAME", "my-deployment")
@@ -105,7 +105,7 @@ async def test_settings_fallback_and_key_auth(
     assert request.body["model"] == "my-deployment"
 
 
-async def test_entra_id_token_for_foundry_project(model_server: OfflineModelServer, model: OfflineModel):
+async def test_entra_id_token_for_foundry_project(model_server: EchoModelServer, model: EchoModel):
     credential = StaticCredential()
     client = AzureOpenAIResponsesClient(
         project_endpoint=f"{root(model_server)}/api/projects/demo",
@@ -123,7 +123,7 @@ async def test_entra_id_token_for_foundry_project(model_server: OfflineModelServ
     await client.close()
 
 
-async def test_openai_client_from_settings(monkeypatch: pytest.MonkeyPatch, model_server: OfflineModelServer, model):
+async def test_openai_client_from_settings(monkeypatch: pytest.MonkeyPatch, model_server: EchoModelServer, model):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     monkeypatch.setenv("OPENAI_RESPONSES_MODEL_ID", "gpt-test")
     monkeypatch.setenv("OPENAI_BASE_URL", model_server.base_url)

@@ -14,7 +14,7 @@ from agent_core import (
     ModelTimeoutError,
 )
 from agent_core.openai import OpenAIResponsesClient
-from devtools.echo_model import OfflineModel, OfflineModelServer
+from devtools.echo_model import EchoModel, EchoModelServer
 
 from .helpers import seen_user_messages
 
@@ -41,7 +41,7 @@ async def _session_with_history(client: OpenAIResponsesClient):
     ],
 )
 async def test_status_errors_are_typed_and_change_nothing(
-    client: OpenAIResponsesClient, model: OfflineModel, fault, error, status
+    client: OpenAIResponsesClient, model: EchoModel, fault, error, status
 ):
     agent, session = await _session_with_history(client)
     before = json.dumps(session.to_dict())
@@ -56,7 +56,7 @@ async def test_status_errors_are_typed_and_change_nothing(
     assert seen_user_messages(reply.text) == ["remember me", "next"]
 
 
-async def test_timeout_is_typed(model_server: OfflineModelServer, model: OfflineModel):
+async def test_timeout_is_typed(model_server: EchoModelServer, model: EchoModel):
     client = OpenAIResponsesClient(model="m", api_key="k", base_url=model_server.base_url, timeout=0.2, max_retries=0)
     agent, session = await _session_with_history(client)
     before = json.dumps(session.to_dict())
@@ -66,7 +66,7 @@ async def test_timeout_is_typed(model_server: OfflineModelServer, model: Offline
     assert json.dumps(session.to_dict()) == before
 
 
-async def test_failed_stream_is_typed_and_changes_nothing(client: OpenAIResponsesClient, model: OfflineModel):
+async def test_failed_stream_is_typed_and_changes_nothing(client: OpenAIResponsesClient, model: EchoModel):
     agent, session = await _session_with_history(client)
     before = json.dumps(session.to_dict())
     model.break_stream_next(after_deltas=2)
@@ -82,7 +82,7 @@ async def test_failed_stream_is_typed_and_changes_nothing(client: OpenAIResponse
     assert json.dumps(session.to_dict()) == before
 
 
-async def test_failure_midway_through_tool_loop_changes_nothing(client: OpenAIResponsesClient, model: OfflineModel):
+async def test_failure_midway_through_tool_loop_changes_nothing(client: OpenAIResponsesClient, model: EchoModel):
     from agent_core import tool
 
     @tool

@@ -9,7 +9,7 @@ import pytest
 
 from agent_core import Message
 from agent_core.openai import OpenAIResponsesClient
-from devtools.echo_model import OfflineModelServer
+from devtools.echo_model import EchoModelServer
 from service.expiry import sweep
 from service.storage import SessionExistsError, SessionNotFoundError, StoredSession, TableSessionStore
 
@@ -129,9 +129,7 @@ async def test_orphaned_index_rows_are_cleared(store: TableSessionStore):
     assert [r async for r in store.due_index_rows(T0 + timedelta(days=1))] == []
 
 
-async def test_service_conversations_deleted_when_configured(
-    store: TableSessionStore, model_server: OfflineModelServer
-):
+async def test_service_conversations_deleted_when_configured(store: TableSessionStore, model_server: EchoModelServer):
     client = OpenAIResponsesClient(model="m", api_key="k", base_url=model_server.base_url, max_retries=0)
     kept_id, gone_id = await client.create_conversation(), await client.create_conversation()
     owned = await make(store, "owned", 60, history="service")

@@ -11,7 +11,7 @@ import httpx2
 import pytest
 from azure.data.tables.aio import TableClient
 
-from devtools.echo_model import OfflineModel
+from devtools.echo_model import EchoModel
 from service.storage import STORAGE_RETRIES
 
 from .conftest import FunctionAppServer
@@ -83,7 +83,7 @@ def texts(messages: list[dict[str, Any]]) -> list[str]:
 # --- sessions and turns ------------------------------------------------------------------------------
 
 
-async def test_create_and_multi_turn_memory(http: httpx2.AsyncClient, model: OfflineModel):
+async def test_create_and_multi_turn_memory(http: httpx2.AsyncClient, model: EchoModel):
     session = await create(http)
     assert set(session) >= {"session_id", "agent", "service_session_id", "history", "created_at", "expires_at"}
     assert (session["agent"], session["history"], session["service_session_id"]) == ("general", "local", None)
@@ -128,7 +128,7 @@ async def test_history_paging_and_delete(http: httpx2.AsyncClient):
     assert_problem(await say(http, session, "anyone?"), 404)
 
 
-async def test_streaming_turn(http: httpx2.AsyncClient, model: OfflineModel):
+async def test_streaming_turn(http: httpx2.AsyncClient, model: EchoModel):
     session = await create(http)
     await say(http, session, "Tell me a story")
     url = f"/agents/general/sessions/{session['session_id']}/messages"
@@ -157,7 +157,7 @@ async def test_stream_flag_in_body_and_tool_events(http: httpx2.AsyncClient):
     assert events[-1][1]["text"] == "Tool results: search_products -> Found 3 products matching 'boots'"
 
 
-async def test_client_disconnect_mid_stream_still_commits(http: httpx2.AsyncClient, model: OfflineModel):
+async def test_client_disconnect_mid_stream_still_commits(http: httpx2.AsyncClient, model: EchoModel):
     session = await create(http)
     model.pace_next_stream(0.05)  # a slow model: the reply takes about a second to stream
     url = f"/agents/general/sessions/{session['session_id']}/messages"
@@ -174,7 +174,7 @@ async def test_client_disconnect_mid_stream_still_commits(http: httpx2.AsyncClie
     assert seen_user_messages(texts(stored)[1]) == ["I will hang up"]  # the whole reply, not a fragment
 
 
-async def test_stream_failing_before_output_gets_a_real_status(http: httpx2.AsyncClient, model: OfflineModel):
+async def test_stream_failing_before_output_gets_a_real_status(http: httpx2.AsyncClient, model: EchoModel):
     session = await create(http)
     model.fail_next(429, retry_after=4)
     url = f"/agents/general/sessions/{session['session_id']}/messages"
@@ -184,7 +184,7 @@ async def test_stream_failing_before_output_gets_a_real_status(http: httpx2.Asyn
     assert await history(http, session) == []
 
 
-async def test_service_mode_sends_only_new_input(http: httpx2.AsyncClient, model: OfflineModel):
+async def test_service_mode_sends_only_new_input(http: httpx2.AsyncClient, model: EchoModel):
     session = await create(http, history="service")
     assert (session["history"], session["service_session_id"]) == ("service", None)
     first = (await say(http, session, "Remember: blue.")).json()
@@ -201,7 +201,7 @@ async def test_service_mode_sends_only_new_input(http: httpx2.AsyncClient, model
     assert (meta["service_session_id"], meta["turns"], meta["message_count"]) == (conversation, 2, 0)
 
 
-async def test_attach_existing_service_conversation(http: httpx2.AsyncClient, model: OfflineModel, model_server):
+async def test_attach_existing_service_conversation(http: httpx2.AsyncClient, model: EchoModel, model_server):
     import openai
 
     async with openai.AsyncOpenAI(api_key="k", base_url=model_server.base_url) as sdk:
@@ -325,7 +325,7 @@ async def test_each_bad_input_class(http: httpx2.AsyncClient):
     ("fault", "status"),
     [({"status": 429, "retry_after": 3}, 429), ({"status": 503}, 503), ({"status": 500}, 502), ({"status": 400}, 400)],
 )
-async def test_model_failures_change_nothing(http: httpx2.AsyncClient, model: OfflineModel, fault, status):
+async def test_model_failures_change_nothing(http: httpx2.AsyncClient, model: EchoModel, fault, status):
     session = await create(http)
     await say(http, session, "keep me")
     before = await http.get(f"/agents/general/sessions/{session['session_id']}")
@@ -340,7 +340,7 @@ async def test_model_failures_change_nothing(http: httpx2.AsyncClient, model: Of
     assert len(await history(http, session)) == 2
 
 
-async def test_model_timeout_is_504_and_changes_nothing(http: httpx2.AsyncClient, model: OfflineModel):
+async def test_model_timeout_is_504_and_changes_nothing(http: httpx2.AsyncClient, model: EchoModel):
     session = await create(http)
     model.stall_next(3)  # longer than AGENT_MODEL_TIMEOUT_SECONDS=2
     assert_problem(await say(http, session, "slow"), 504)
@@ -361,7 +361,7 @@ async def test_storage_failures_change_nothing(http: httpx2.AsyncClient, storage
     assert (await say(http, session, "works again")).status_code == 200
 
 
-async def test_mid_stream_model_failure_sends_error_event(http: httpx2.AsyncClient, model: OfflineModel):
+async def test_mid_stream_model_failure_sends_error_event(http: httpx2.AsyncClient, model: EchoModel):
     session = await create(http)
     model.break_stream_next(after_deltas=1)
     url = f"/agents/general/sessions/{session['session_id']}/messages"

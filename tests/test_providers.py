@@ -7,7 +7,7 @@ from typing import Any
 
 from agent_core import Agent, BaseContextProvider, BaseHistoryProvider, Message, SessionContext, tool
 from agent_core.openai import OpenAIResponsesClient
-from devtools.echo_model import OfflineModel
+from devtools.echo_model import EchoModel
 
 from .helpers import seen_user_messages
 
@@ -27,7 +27,7 @@ class Tracing(BaseContextProvider):
         self.log.append(f"after:{self.source_id}:{context.response.text[:11]}")
 
 
-async def test_providers_run_in_order_then_reverse_with_own_state(client: OpenAIResponsesClient, model: OfflineModel):
+async def test_providers_run_in_order_then_reverse_with_own_state(client: OpenAIResponsesClient, model: EchoModel):
     log: list[str] = []
     agent = Agent(client=client, instructions="base", context_providers=[Tracing("a", log), Tracing("b", log)])
     session = agent.create_session()
@@ -51,7 +51,7 @@ class Rag(BaseContextProvider):
         context.extend_tools(self.source_id, [lookup])
 
 
-async def test_context_messages_and_tools_reach_the_model(client: OpenAIResponsesClient, model: OfflineModel):
+async def test_context_messages_and_tools_reach_the_model(client: OpenAIResponsesClient, model: EchoModel):
     agent = Agent(client=client, context_providers=[Rag("rag")])
     session = agent.create_session()
     reply = await agent.run("lookup(boots)", session=session)

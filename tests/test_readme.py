@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from devtools.echo_model import OfflineModelServer
+from devtools.echo_model import EchoModelServer
 
 from .helpers import seen_user_messages
 
@@ -19,7 +19,7 @@ def python_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
 
 
-def test_sessions_example_runs(model_server: OfflineModelServer, tmp_path: Path):
+def test_sessions_example_runs(model_server: EchoModelServer, tmp_path: Path):
     [example] = [b for b in python_blocks() if "asyncio.run(main())" in b]
     script = tmp_path / "sessions_example.py"
     script.write_text(example)

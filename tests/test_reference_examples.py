@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import agent_core
-from devtools.echo_model import OfflineModel, OfflineModelServer
+from devtools.echo_model import EchoModel, EchoModelServer
 
 from . import reference
 from .helpers import seen_user_messages
@@ -64,7 +64,7 @@ class UserService:
 
 
 @pytest.fixture
-def azure_env(monkeypatch: pytest.MonkeyPatch, model_server: OfflineModelServer) -> dict[str, str]:
+def azure_env(monkeypatch: pytest.MonkeyPatch, model_server: EchoModelServer) -> dict[str, str]:
     """Settings the examples read, pointing at the echo model as a Foundry project (key auth)."""
     env = {
         "AZURE_AI_PROJECT_ENDPOINT": model_server.base_url.removesuffix("/v1") + "/api/projects/demo",
@@ -99,7 +99,7 @@ def test_examples_are_verbatim_copies_of_the_page():
                 assert line.strip() in page_lines, f"{name}: {line!r} is not on the page"
 
 
-async def test_basic_session(ns: dict[str, Any], model: OfflineModel):
+async def test_basic_session(ns: dict[str, Any], model: EchoModel):
     printed = await run_example(examples.BASIC_SESSION, ns)
     first, second = printed.strip().splitlines()
     assert seen_user_messages(first) == ["My name is Alice and I love hiking."]
@@ -107,7 +107,7 @@ async def test_basic_session(ns: dict[str, Any], model: OfflineModel):
     assert model.requests[-1].path.endswith("/api/projects/demo/openai/v1/responses")
 
 
-async def test_custom_id_and_automatic_history(ns: dict[str, Any], model: OfflineModel):
+async def test_custom_id_and_automatic_history(ns: dict[str, Any], model: EchoModel):
     await run_example(examples.BASIC_SESSION, ns)
     await run_example(examples.CUSTOM_ID, ns)
     assert (ns["session"].session_id, ns["session"].service_session_id) == ("local-session-789", "azure-thread-abc123")
@@ -157,7 +157,7 @@ async def test_session_state_and_serialization(ns: dict[str, Any], tmp_path: Pat
     assert (tmp_path / "session.json").exists()
 
 
-async def test_context_provider(ns: dict[str, Any], model: OfflineModel):
+async def test_context_provider(ns: dict[str, Any], model: EchoModel):
     await run_example(examples.BASIC_SESSION, ns)
     await run_example(examples.CONTEXT_PROVIDER, ns)
     sent = model.responses_requests()[-1]
@@ -175,7 +175,7 @@ async def test_provider_lifecycle(ns: dict[str, Any]):
     assert "in_memory" in session.state
 
 
-async def test_service_managed(ns: dict[str, Any], model: OfflineModel):
+async def test_service_managed(ns: dict[str, Any], model: EchoModel):
     model.seed_response("azure-thread-abc123", ["Earlier on the service"])
     await run_example(examples.BASIC_SESSION, ns)
     await run_example(examples.SERVICE_MANAGED, ns)
@@ -193,7 +193,7 @@ async def test_streaming(ns: dict[str, Any]):
     assert seen_user_messages(ns["result"].text) == ["Tell me a story", "What happened next?"]
 
 
-def test_complete_example_as_a_script(azure_env: dict[str, str], tmp_path: Path, model: OfflineModel):
+def test_complete_example_as_a_script(azure_env: dict[str, str], tmp_path: Path, model: EchoModel):
     script = tmp_path / "shopping.py"
     script.write_text(port(examples.COMPLETE_EXAMPLE))
     proc = subprocess.run(

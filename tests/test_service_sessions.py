@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from agent_core import Agent, BaseHistoryProvider
 from agent_core.openai import OpenAIResponsesClient
-from devtools.echo_model import OfflineModel
+from devtools.echo_model import EchoModel
 
 from .helpers import seen_user_messages
 
 
-async def test_conversation_session_sends_only_new_input(client: OpenAIResponsesClient, model: OfflineModel):
+async def test_conversation_session_sends_only_new_input(client: OpenAIResponsesClient, model: EchoModel):
     agent = client.as_agent(instructions="Be brief.")
     session = await agent.create_service_session()
     conversation_id = session.service_session_id
@@ -27,7 +27,7 @@ async def test_conversation_session_sends_only_new_input(client: OpenAIResponses
     assert "in_memory" not in session.state
 
 
-async def test_response_chain_uses_previous_response_id(client: OpenAIResponsesClient, model: OfflineModel):
+async def test_response_chain_uses_previous_response_id(client: OpenAIResponsesClient, model: EchoModel):
     agent = client.as_agent()
     session = agent.create_session()
     first = await agent.run("one", session=session, options={"store": True})
@@ -41,7 +41,7 @@ async def test_response_chain_uses_previous_response_id(client: OpenAIResponsesC
     assert session.service_session_id == second.response_id
 
 
-async def test_options_conversation_id_without_session(client: OpenAIResponsesClient, model: OfflineModel):
+async def test_options_conversation_id_without_session(client: OpenAIResponsesClient, model: EchoModel):
     agent = client.as_agent()
     conversation_id = await client.create_conversation()
     await agent.run("Hello", options={"conversation_id": conversation_id})
@@ -58,7 +58,7 @@ class FailingHistory(BaseHistoryProvider):
         raise AssertionError("local history must not be stored in a service-managed session")
 
 
-async def test_local_history_is_skipped_when_service_manages_it(client: OpenAIResponsesClient, model: OfflineModel):
+async def test_local_history_is_skipped_when_service_manages_it(client: OpenAIResponsesClient, model: EchoModel):
     agent = Agent(client=client, context_providers=[FailingHistory("db")])
     session = agent.get_session(await client.create_conversation(), session_id="local-session-789")
     reply = await agent.run("only this", session=session)

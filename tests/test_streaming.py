@@ -6,12 +6,12 @@ import json
 
 from agent_core import AgentResponseUpdate, tool
 from agent_core.openai import OpenAIResponsesClient
-from devtools.echo_model import OfflineModel
+from devtools.echo_model import EchoModel
 
 from .helpers import seen_user_messages
 
 
-async def test_stream_deltas_reassemble_and_history_updates_once(client: OpenAIResponsesClient, model: OfflineModel):
+async def test_stream_deltas_reassemble_and_history_updates_once(client: OpenAIResponsesClient, model: EchoModel):
     agent = client.as_agent()
     session = agent.create_session()
     await agent.run("Tell me a story", session=session)
@@ -76,7 +76,7 @@ async def test_stream_with_tools_emits_call_and_result_events(client: OpenAIResp
     assert text == "Tool results: search_products -> Found 3 products matching 'boots'"
 
 
-async def test_service_stream_updates_service_id_after_completion(client: OpenAIResponsesClient, model: OfflineModel):
+async def test_service_stream_updates_service_id_after_completion(client: OpenAIResponsesClient, model: EchoModel):
     agent = client.as_agent()
     session = agent.create_session()
     stream = agent.run("one", session=session, stream=True, options={"store": True})

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from agent_core import Agent, AgentSession, ApprovalError, Content, FunctionTool, Message, tool
 from agent_core.openai import OpenAIResponsesClient
-from devtools.echo_model import OfflineModel
+from devtools.echo_model import EchoModel
 
 
 class Address(BaseModel):
@@ -103,7 +103,7 @@ async def test_sync_tool_runs_off_the_event_loop(client: OpenAIResponsesClient):
     assert loop_thread == [False]
 
 
-async def test_tool_exception_is_reported_to_the_model(client: OpenAIResponsesClient, model: OfflineModel):
+async def test_tool_exception_is_reported_to_the_model(client: OpenAIResponsesClient, model: EchoModel):
     @tool
     def explode(x: str) -> str:
         raise RuntimeError("warehouse offline")
@@ -114,7 +114,7 @@ async def test_tool_exception_is_reported_to_the_model(client: OpenAIResponsesCl
     assert outputs[0]["output"].startswith("Error: explode failed")
 
 
-async def test_tool_loop_stops_after_max_iterations(client: OpenAIResponsesClient, model: OfflineModel):
+async def test_tool_loop_stops_after_max_iterations(client: OpenAIResponsesClient, model: EchoModel):
     calls = 0
 
     @tool
@@ -137,7 +137,7 @@ async def test_tool_loop_stops_after_max_iterations(client: OpenAIResponsesClien
     assert reply.text.startswith("I have seen 1 user message(s)")
 
 
-async def test_approval_round_trip_survives_serialization(client: OpenAIResponsesClient, model: OfflineModel):
+async def test_approval_round_trip_survives_serialization(client: OpenAIResponsesClient, model: EchoModel):
     ran: list[str] = []
 
     @tool(approval_mode="always_require")
@@ -189,7 +189,7 @@ async def test_rejection_and_decision_validation(client: OpenAIResponsesClient):
         await agent.run(Message("user", [request.to_approval_response(True)]), session=session)
 
 
-async def test_service_mode_approval_continues_the_response_chain(client: OpenAIResponsesClient, model: OfflineModel):
+async def test_service_mode_approval_continues_the_response_chain(client: OpenAIResponsesClient, model: EchoModel):
     @tool(approval_mode="always_require")
     def pay(amount: str) -> str:
         return f"paid {amount}"

@@ -6,14 +6,14 @@ import json
 import sys
 from typing import Any
 
-from devtools.echo_model import OfflineModel
+from devtools.echo_model import EchoModel
 from devtools.serving import ThreadedServer
 
 _KEEP_REQUESTS = 50  # the model records every request; keep memory flat over long runs
 
 
-class CountingModel(OfflineModel):
-    """The offline model, counting POST /responses and remembering only the last requests."""
+class CountingModel(EchoModel):
+    """The echo model, counting POST /responses and remembering only the last requests."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -1,4 +1,4 @@
-"""The offline echo model, exercised through the real openai SDK over real HTTP (and once in-process)."""
+"""The echo model, exercised through the real openai SDK over real HTTP (and once in-process)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from openai.types.responses import (
     ResponseTextDeltaEvent,
 )
 
-from devtools.echo_model import OfflineModel, OfflineModelServer
+from devtools.echo_model import EchoModel, EchoModelServer
 
 MODEL = "gpt-test"
 SEARCH_TOOL: Any = {
@@ -34,12 +34,12 @@ SEARCH_TOOL: Any = {
 
 
 @pytest.fixture
-def server(model_server: OfflineModelServer) -> OfflineModelServer:
+def server(model_server: EchoModelServer) -> EchoModelServer:
     return model_server
 
 
 @pytest.fixture
-async def client(server: OfflineModelServer, model: OfflineModel) -> AsyncIterator[openai.AsyncOpenAI]:
+async def client(server: EchoModelServer, model: EchoModel) -> AsyncIterator[openai.AsyncOpenAI]:
     """The bare openai SDK (not agent_core) against the shared echo model."""
     async with openai.AsyncOpenAI(api_key="test", base_url=server.base_url, max_retries=0) as sdk:
         yield sdk
@@ -176,7 +176,7 @@ async def test_streamed_tool_call(client: openai.AsyncOpenAI) -> None:
     assert completed.response.output[0].id == done.item_id
 
 
-async def test_injected_rate_limit(client: openai.AsyncOpenAI, model: OfflineModel) -> None:
+async def test_injected_rate_limit(client: openai.AsyncOpenAI, model: EchoModel) -> None:
     model.fail_next(429, retry_after=1, message="slow down")
     with pytest.raises(openai.RateLimitError) as caught:
         await client.responses.create(model=MODEL, input="hi")
@@ -189,7 +189,7 @@ async def test_injected_rate_limit(client: openai.AsyncOpenAI, model: OfflineMod
     assert recovered.status == "completed"
 
 
-async def test_sdk_retries_honour_retry_after(server: OfflineModelServer, model: OfflineModel) -> None:
+async def test_sdk_retries_honour_retry_after(server: EchoModelServer, model: EchoModel) -> None:
     model.fail_next(503, count=2, retry_after=0.01)
     async with openai.AsyncOpenAI(api_key="test", base_url=server.base_url, max_retries=2) as retrying:
         response = await retrying.responses.create(model=MODEL, input="eventually")
@@ -197,7 +197,7 @@ async def test_sdk_retries_honour_retry_after(server: OfflineModelServer, model:
     assert len(model.responses_requests()) == 3
 
 
-async def test_stall_triggers_client_timeout(server: OfflineModelServer, model: OfflineModel) -> None:
+async def test_stall_triggers_client_timeout(server: EchoModelServer, model: EchoModel) -> None:
     model.stall_next(3.0)
     async with openai.AsyncOpenAI(api_key="test", base_url=server.base_url, max_retries=0, timeout=0.3) as impatient:
         with pytest.raises(openai.APITimeoutError):
@@ -207,7 +207,7 @@ async def test_stall_triggers_client_timeout(server: OfflineModelServer, model: 
     assert response.output_text.endswith('"hello again"')
 
 
-async def test_broken_stream_ends_with_response_failed(client: openai.AsyncOpenAI, model: OfflineModel) -> None:
+async def test_broken_stream_ends_with_response_failed(client: openai.AsyncOpenAI, model: EchoModel) -> None:
     model.break_stream_next(after_deltas=2)
     stream = await client.responses.create(
         model=MODEL, input="one two three four five six seven eight nine ten", stream=True
@@ -228,7 +228,7 @@ async def test_broken_stream_ends_with_response_failed(client: openai.AsyncOpenA
 
 
 @pytest.mark.parametrize("base_path", ["/openai/v1", "/api/projects/demo/openai/v1"])
-async def test_azure_and_foundry_base_paths(server: OfflineModelServer, model: OfflineModel, base_path: str) -> None:
+async def test_azure_and_foundry_base_paths(server: EchoModelServer, model: EchoModel, base_path: str) -> None:
     base_url = server.base_url.removesuffix("/v1") + base_path
     async with openai.AsyncOpenAI(
         api_key="k", base_url=base_url, max_retries=0, default_query={"api-version": "preview"}
@@ -239,7 +239,7 @@ async def test_azure_and_foundry_base_paths(server: OfflineModelServer, model: O
     assert model.requests[0].path == f"{base_path}/responses"
 
 
-async def test_requests_are_recorded_with_headers(client: openai.AsyncOpenAI, model: OfflineModel) -> None:
+async def test_requests_are_recorded_with_headers(client: openai.AsyncOpenAI, model: EchoModel) -> None:
     await client.responses.create(model=MODEL, input="recorded", metadata={"k": "v"})
     with pytest.raises(openai.NotFoundError):
         await client.responses.retrieve("resp_missing")
@@ -278,7 +278,7 @@ async def test_bad_requests_get_openai_error_bodies(client: openai.AsyncOpenAI) 
 
 
 async def test_label_prefixes_every_reply() -> None:
-    with OfflineModelServer(OfflineModel(label="[offline model]")) as labelled:
+    with EchoModelServer(EchoModel(label="[offline model]")) as labelled:
         async with openai.AsyncOpenAI(api_key="test", base_url=labelled.base_url) as sdk:
             reply = await sdk.responses.create(model=MODEL, input="hi")
             called = await sdk.responses.create(model=MODEL, input="search_products(x)", tools=[SEARCH_TOOL])
@@ -294,7 +294,7 @@ async def test_label_prefixes_every_reply() -> None:
 
 
 async def test_in_process_asgi_transport() -> None:
-    model = OfflineModel(label="[offline model]")
+    model = EchoModel(label="[offline model]")
     transport = httpx2.ASGITransport(app=model)
     async with openai.AsyncOpenAI(
         api_key="x", base_url="http://offline/v1", http_client=httpx2.AsyncClient(transport=transport)
