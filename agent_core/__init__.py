@@ -1,6 +1,6 @@
 """agent_core: stateful LLM agents on the OpenAI Responses API (Azure OpenAI, Azure AI Foundry, OpenAI)."""
 
-from .agents import Agent, AgentResponse, AgentResponseUpdate, ResponseStream
+from .agents import Agent, ResponseStream
 from .exceptions import (
     AgentCoreError,
     AgentInputError,
@@ -15,8 +15,10 @@ from .exceptions import (
     SessionSerializationError,
 )
 from .messages import Content, Message
-from .model_client import ResponsesClient, UsageDetails
+from .model_api import UsageDetails
+from .model_client import ResponsesClient
 from .providers import BaseContextProvider, BaseHistoryProvider, InMemoryHistoryProvider, SessionContext
+from .results import AgentResponse, AgentResponseUpdate
 from .sessions import AgentSession, register_state_type
 from .tools import FunctionTool, tool
 

@@ -6,67 +6,32 @@ from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Sequence
 from contextlib import aclosing
 from typing import Any, Literal, overload
 
-from pydantic import BaseModel, Field
-
-from .exceptions import AgentInputError, ApprovalError
-from .messages import Content, Message, Role, to_messages
-from .model_client import (
+from . import approvals
+from .exceptions import AgentInputError
+from .items import to_input_items
+from .messages import Content, Message, to_messages
+from .model_api import (
     FunctionCallEvent,
+    InputItem,
+    ModelClient,
     ModelRequest,
     ModelTurn,
-    ResponsesClient,
     TextDelta,
     UsageDetails,
 )
 from .providers import BaseContextProvider, BaseHistoryProvider, InMemoryHistoryProvider, SessionContext
+from .results import AgentResponse, AgentResponseUpdate
 from .sessions import AgentSession, snapshot_state
 from .tools import FunctionTool, ToolLike, as_tools, invoke_tool_calls
+
+__all__ = ["DEFAULT_MAX_TOOL_ITERATIONS", "Agent", "AgentResponse", "AgentResponseUpdate", "ResponseStream"]
 
 DEFAULT_MAX_TOOL_ITERATIONS = 10
 """Model calls that may return tool calls in one run; after that the model must answer without tools."""
 
-APPROVALS_KEY = "approvals"
-"""`session.state[APPROVALS_KEY]` holds tool calls waiting for a human decision."""
-
-REJECTED_RESULT = "The user rejected this tool call."
+TOOL_LIMIT_RESULT = "Error: tool call limit reached for this turn."
 
 RunInput = str | Message | Sequence[str | Message] | None
-
-
-class AgentResponse(BaseModel):
-    """The result of a run: the new messages (tool calls and results included), ids and token usage."""
-
-    messages: list[Message] = Field(default_factory=list)
-    response_id: str | None = None
-    conversation_id: str | None = None
-    usage: UsageDetails = Field(default_factory=UsageDetails)
-
-    @property
-    def text(self) -> str:
-        """The assistant's text across the run's messages."""
-        return "".join(m.text for m in self.messages if m.role == "assistant")
-
-    @property
-    def approval_requests(self) -> list[Content]:
-        """Tool calls that wait for the user's approval; answer with `request.to_approval_response(bool)`."""
-        return [c for m in self.messages for c in m.contents if c.type == "function_approval_request"]
-
-    @property
-    def user_input_requests(self) -> list[Content]:
-        """Alias of `approval_requests`."""
-        return self.approval_requests
-
-
-class AgentResponseUpdate(BaseModel):
-    """One streamed piece of a run: a text delta, a tool call, tool results or approval requests."""
-
-    contents: list[Content] = Field(default_factory=list)
-    role: Role = "assistant"
-    response_id: str | None = None
-
-    @property
-    def text(self) -> str:
-        return "".join(c.text or "" for c in self.contents if c.type == "text")
 
 
 class ResponseStream:
@@ -97,7 +62,7 @@ class Agent:
     def __init__(
         self,
         *,
-        client: ResponsesClient,
+        client: ModelClient,
         name: str | None = None,
         instructions: str | None = None,
         description: str | None = None,
@@ -175,17 +140,43 @@ class Agent:
         return run.complete()
 
 
+class _Transcript:
+    """The run's new messages, and the input items of everything the model sees, each message converted once.
+
+    Local history is sent whole on every model call; a service-side conversation (or response chain) gets only
+    the items it has not seen: the first call sends the context and input, later calls the tool results.
+    """
+
+    def __init__(self, context_messages: list[Message], *, service_mode: bool) -> None:
+        self.messages: list[Message] = []  # this run's messages after the input
+        self.items: list[InputItem] = to_input_items(context_messages)
+        self.service_mode = service_mode
+        self._sent = 0  # items the service has (service mode)
+
+    def add(self, message: Message, *, from_model: bool = False) -> None:
+        self.messages.append(message)
+        self.items.extend(to_input_items([message]))
+        if from_model:
+            self._sent = len(self.items)  # the service produced it, so it has it
+
+    def next_input(self) -> list[InputItem]:
+        """The items to send with the next model call."""
+        if not self.service_mode:
+            return list(self.items)
+        unsent, self._sent = self.items[self._sent :], len(self.items)
+        return unsent
+
+
 class _Run:
-    """One turn of one agent: validation, providers, the model/tool loop, then the session update."""
+    """One turn of one agent: validation, providers, the model/tool rounds, then the session update."""
 
     def __init__(self, agent: Agent, messages: RunInput, session: AgentSession | None, options: dict[str, Any]):
         self.agent = agent
         self.session = session
         self.options = options
+        self.final_options = {**options, "tool_choice": "none"}  # the last allowed call must answer in text
         self.response: AgentResponse | None = None
-        inputs = to_messages(messages)
-        self.decisions = {c.id: c for m in inputs for c in m.contents_of("function_approval_response") if c.id}
-        self.inputs = [m for m in map(_without_decisions, inputs) if m.contents]
+        self.decisions, self.inputs = approvals.Decisions.split(to_messages(messages))
         conversation_id = options.get("conversation_id")
         if conversation_id is not None and not isinstance(conversation_id, str):
             raise AgentInputError("options['conversation_id'] must be a string")
@@ -193,13 +184,54 @@ class _Run:
         self.service_mode = self.service_id is not None or options.get("store") is True
         # Providers read and write this copy; it becomes session.state only when the run succeeds.
         self.work_state: dict[str, Any] = snapshot_state(session.state) if session else {}
+        # Filled in as the run goes: what the model is offered, and what came back.
+        self.tools: dict[str, FunctionTool] = {}
+        self.instructions: str | None = None
         self.auto_calls: list[Content] = []  # ungated calls of a batch that waits for approval
+        self.turn: ModelTurn | None = None
+        self.usage = UsageDetails()
+        self.response_id: str | None = None
+        is_conversation = bool(self.service_id and self.service_id.startswith("conv_"))
+        self.conversation_id = self.service_id if is_conversation else None
+        self.previous_id = None if is_conversation else self.service_id
 
     async def complete(self) -> AgentResponse:
         async for _ in self.execute(stream=False):
             pass
         assert self.response is not None
         return self.response
+
+    async def execute(self, *, stream: bool) -> AsyncGenerator[AgentResponseUpdate, None]:
+        """The turn as a stream of updates. Providers work on a copy of the session state that replaces
+        the session's only after every step succeeded, so a failed or abandoned run changes nothing."""
+        session = self.session
+        self.decisions.check(self.work_state)
+        context = SessionContext(
+            session_id=session.session_id if session else None,
+            service_session_id=self.service_id,
+            input_messages=self.inputs,
+            options=self.options,
+        )
+        providers = self._providers()
+        for provider in providers:
+            await provider.before_run(agent=self.agent, session=session, context=context, state=self._state(provider))
+        transcript = self._prepare(context)
+        async for update in self._rounds(transcript, stream=stream):
+            yield update
+        self.response = AgentResponse(
+            messages=transcript.messages,
+            response_id=self.response_id,
+            conversation_id=self.conversation_id,
+            usage=self.usage,
+        )
+        context.response = self.response
+        approvals.record(self.work_state, self.response.approval_requests, self.auto_calls)
+        for provider in reversed(providers):
+            await provider.after_run(agent=self.agent, session=session, context=context, state=self._state(provider))
+        if session is not None:
+            session.state = self.work_state
+            if self.service_mode:
+                session.service_session_id = self.response.conversation_id or self.response.response_id
 
     def _providers(self) -> list[BaseContextProvider]:
         providers = self.agent.context_providers
@@ -216,154 +248,92 @@ class _Run:
         state: dict[str, Any] = self.work_state.setdefault(provider.source_id, {})
         return state
 
-    def _pending(self) -> dict[str, Any]:
-        pending: dict[str, Any] = self.work_state.get(APPROVALS_KEY, {})
-        return pending
-
-    def _check_decisions(self) -> None:
-        requests: list[Content] = self._pending().get("requests", [])
-        pending_ids = [r.id for r in requests if r.id]
-        if self.decisions and not pending_ids:
-            raise ApprovalError("there are no pending approval requests to decide", pending_ids=[])
-        unknown = sorted(set(self.decisions) - set(pending_ids))
-        if unknown:
-            raise ApprovalError(f"unknown approval request ids: {unknown}", pending_ids=pending_ids)
-        missing = [i for i in pending_ids if i not in self.decisions]
-        if missing:
-            raise ApprovalError(
-                f"the session has pending approval requests {missing}; approve or reject each before continuing",
-                pending_ids=pending_ids,
-            )
-
-    async def execute(self, *, stream: bool) -> AsyncGenerator[AgentResponseUpdate, None]:
-        """The turn as a stream of updates. Providers work on a copy of the session state that replaces
-        the session's only after every step succeeded, so a failed or abandoned run changes nothing."""
-        session = self.session
-        self._check_decisions()
-        context = SessionContext(
-            session_id=session.session_id if session else None,
-            service_session_id=self.service_id,
-            input_messages=self.inputs,
-            options=self.options,
-        )
-        providers = self._providers()
-        for provider in providers:
-            await provider.before_run(agent=self.agent, session=session, context=context, state=self._state(provider))
-        async for update in self._loop(context, stream=stream):
-            yield update
-        assert self.response is not None
-        context.response = self.response
-        self._record_approvals()
-        for provider in reversed(providers):
-            await provider.after_run(agent=self.agent, session=session, context=context, state=self._state(provider))
-        if session is not None:
-            session.state = self.work_state
-            if self.service_mode:
-                session.service_session_id = self.response.conversation_id or self.response.response_id
-
-    def _record_approvals(self) -> None:
-        assert self.response is not None
-        requests = self.response.approval_requests
-        if requests:
-            self.work_state[APPROVALS_KEY] = {"requests": requests, "auto": self.auto_calls}
-        else:
-            self.work_state.pop(APPROVALS_KEY, None)
-
-    async def _loop(self, context: SessionContext, *, stream: bool) -> AsyncGenerator[AgentResponseUpdate, None]:
-        agent = self.agent
-        tools = {t.name: t for t in agent.tools}
+    def _prepare(self, context: SessionContext) -> _Transcript:
+        """Fix what the model is offered for the whole run: the tools and instructions (agent's, then providers')."""
+        self.tools = {t.name: t for t in self.agent.tools}
         for _, extra in context.tools:
-            tools.setdefault(extra.name, extra)
-        instructions = "\n\n".join([agent.instructions or "", *(text for _, text in context.instructions)]).strip()
-        new_messages: list[Message] = []  # this run's messages after the input
-        unsent: list[Message] = []  # what the service has not seen yet (service mode)
-        usage = UsageDetails()
-        response_id: str | None = None
-        conversation_id = self.service_id if self.service_id and self.service_id.startswith("conv_") else None
-        previous_id = self.service_id if self.service_id and not conversation_id else None
+            self.tools.setdefault(extra.name, extra)
+        texts = [self.agent.instructions or "", *(text for _, text in context.instructions)]
+        self.instructions = "\n\n".join(texts).strip() or None
+        return _Transcript(context.get_messages(), service_mode=self.service_mode)
 
+    async def _rounds(self, transcript: _Transcript, *, stream: bool) -> AsyncGenerator[AgentResponseUpdate, None]:
+        """Decided approvals first, then model calls and tool rounds until the model answers (or asks for approval)."""
         if self.decisions:
-            results = await self._run_decided_calls(tools)
-            new_messages.append(results)
+            results = await self.decisions.run_decided_calls(self.work_state, self.tools)
+            transcript.add(results)
             yield AgentResponseUpdate(role="tool", contents=results.contents)
-
-        if self.service_mode:
-            unsent = [*context.get_messages(), *new_messages]
-        final_options = {**self.options, "tool_choice": "none"}  # the last allowed call must answer in text
-        for iteration in range(agent.max_tool_iterations + 1):
-            request = ModelRequest(
-                messages=unsent if self.service_mode else [*context.get_messages(), *new_messages],
-                instructions=instructions or None,
-                tools=list(tools.values()),
-                conversation_id=conversation_id,
-                previous_response_id=previous_id,
-                store=self.service_mode,
-                options=self.options if iteration < agent.max_tool_iterations else final_options,
-            )
-            turn: ModelTurn | None = None
-            if stream:
-                async with aclosing(agent.client.stream_response(request)) as events:
-                    async for event in events:
-                        if isinstance(event, TextDelta):
-                            yield AgentResponseUpdate(contents=[Content.from_text(event.text)], response_id=response_id)
-                        elif isinstance(event, FunctionCallEvent):
-                            yield AgentResponseUpdate(contents=[event.call], response_id=response_id)
-                        else:
-                            turn = event
-            else:
-                turn = await agent.client.get_response(request)
-            assert turn is not None
-            usage = usage + turn.usage
-            response_id = turn.response_id
-            conversation_id = turn.conversation_id or conversation_id
-            if self.service_mode:
-                previous_id = None if conversation_id else response_id
-            message = turn.message
+        limit = self.agent.max_tool_iterations
+        for iteration in range(limit + 1):
+            last = iteration == limit
+            async for update in self._call_model(transcript.next_input(), last=last, stream=stream):
+                yield update
+            assert self.turn is not None
+            message = self.turn.message
             calls = message.contents_of("function_call")
             if not stream:
-                yield AgentResponseUpdate(contents=message.contents, response_id=response_id)
-            gated = [c for c in calls if c.name in tools and tools[c.name].requires_approval]
-            if gated:
-                requests = [Content.from_function_approval_request(c) for c in gated]
-                message = Message("assistant", [*message.contents, *requests])
-                self.auto_calls = [c for c in calls if c not in gated]
-                yield AgentResponseUpdate(contents=requests, response_id=response_id)
+                yield AgentResponseUpdate(contents=message.contents, response_id=self.response_id)
+            message, requests = self._gate(message, calls)
+            if requests:
+                yield AgentResponseUpdate(contents=requests, response_id=self.response_id)
             if message.contents:
-                new_messages.append(message)
-            if not calls or gated:
-                break
-            if iteration == agent.max_tool_iterations:
+                transcript.add(message, from_model=True)
+            if not calls or requests:
+                return
+            if last:
                 # The model called tools although told not to: answer every call so history stays valid, and stop.
-                limit = "Error: tool call limit reached for this turn."
                 results = Message(
-                    "tool", [Content.from_function_result(c.call_id or "", limit, name=c.name) for c in calls]
+                    "tool",
+                    [Content.from_function_result(c.call_id or "", TOOL_LIMIT_RESULT, name=c.name) for c in calls],
                 )
-                new_messages.append(results)
-                yield AgentResponseUpdate(role="tool", contents=results.contents, response_id=response_id)
-                break
-            results = Message("tool", await invoke_tool_calls(calls, tools))
-            new_messages.append(results)
-            unsent = [results]
-            yield AgentResponseUpdate(role="tool", contents=results.contents, response_id=response_id)
-        self.response = AgentResponse(
-            messages=new_messages, response_id=response_id, conversation_id=conversation_id, usage=usage
+            else:
+                results = Message("tool", await invoke_tool_calls(calls, self.tools))
+            transcript.add(results)
+            yield AgentResponseUpdate(role="tool", contents=results.contents, response_id=self.response_id)
+            if last:
+                return
+
+    async def _call_model(
+        self, input_items: list[InputItem], *, last: bool, stream: bool
+    ) -> AsyncGenerator[AgentResponseUpdate, None]:
+        """One model call; a streamed one yields text and tool calls as they arrive. The turn ends up in `self.turn`."""
+        request = ModelRequest(
+            input=input_items,
+            instructions=self.instructions,
+            tools=list(self.tools.values()),
+            conversation_id=self.conversation_id,
+            previous_response_id=self.previous_id,
+            store=self.service_mode,
+            options=self.final_options if last else self.options,
         )
+        client = self.agent.client
+        turn: ModelTurn | None = None
+        if stream:
+            async with aclosing(client.stream_response(request)) as events:
+                async for event in events:
+                    if isinstance(event, TextDelta):
+                        yield AgentResponseUpdate(
+                            contents=[Content.from_text(event.text)], response_id=self.response_id
+                        )
+                    elif isinstance(event, FunctionCallEvent):
+                        yield AgentResponseUpdate(contents=[event.call], response_id=self.response_id)
+                    else:
+                        turn = event
+        else:
+            turn = await client.get_response(request)
+        assert turn is not None
+        self.turn = turn
+        self.usage = self.usage + turn.usage
+        self.response_id = turn.response_id
+        self.conversation_id = turn.conversation_id or self.conversation_id
+        if self.service_mode:
+            self.previous_id = None if self.conversation_id else self.response_id
 
-    async def _run_decided_calls(self, tools: dict[str, FunctionTool]) -> Message:
-        """Run approved calls (and their batch's ungated calls); rejected ones get a rejection result."""
-        pending = self._pending()
-        approved: list[Content] = []
-        rejected: list[Content] = []
-        for request in pending.get("requests", []):
-            (approved if self.decisions[request.id].approved else rejected).append(request.function_call)
-        results = await invoke_tool_calls([*approved, *pending.get("auto", [])], tools)
-        results += [Content.from_function_result(c.call_id or "", REJECTED_RESULT, name=c.name) for c in rejected]
-        return Message("tool", results)
-
-
-def _without_decisions(message: Message) -> Message:
-    """Approval decisions steer the run; they are not conversation content."""
-    if not message.contents_of("function_approval_response"):
-        return message
-    kept = [c for c in message.contents if c.type != "function_approval_response"]
-    return Message(message.role, kept, author_name=message.author_name)
+    def _gate(self, message: Message, calls: list[Content]) -> tuple[Message, list[Content]]:
+        """Calls that need approval become approval requests on the message; the batch's others wait with them."""
+        gated = approvals.gated_calls(calls, self.tools)
+        if not gated:
+            return message, []
+        requests = [Content.from_function_approval_request(c) for c in gated]
+        self.auto_calls = [c for c in calls if c not in gated]
+        return Message("assistant", [*message.contents, *requests]), requests

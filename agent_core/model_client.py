@@ -5,13 +5,12 @@ from __future__ import annotations
 import email.utils
 import time
 from collections.abc import AsyncGenerator, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx2
 import openai
-from pydantic import BaseModel
 
+from .agents import Agent
 from .exceptions import (
     ModelAuthenticationError,
     ModelBadRequestError,
@@ -21,11 +20,9 @@ from .exceptions import (
     ModelTimeoutError,
 )
 from .messages import Content, Message
+from .model_api import FunctionCallEvent, ModelRequest, ModelTurn, StreamEvent, TextDelta, UsageDetails
+from .providers import BaseContextProvider
 from .tools import FunctionTool, ToolLike
-
-if TYPE_CHECKING:
-    from .agents import Agent
-    from .providers import BaseContextProvider
 
 # Run options that are forwarded to `responses.create`; everything else stays with the providers.
 MODEL_OPTIONS = frozenset(
@@ -55,72 +52,6 @@ def sdk_options(
     """The optional `AsyncOpenAI` arguments that were given (the SDK's defaults apply to the rest)."""
     options = {"timeout": timeout, "max_retries": max_retries, "http_client": http_client}
     return {k: v for k, v in options.items() if v is not None}
-
-
-class UsageDetails(BaseModel):
-    """Token counts, summed over every model call of a run."""
-
-    input_token_count: int = 0
-    output_token_count: int = 0
-    total_token_count: int = 0
-
-    def __add__(self, other: UsageDetails) -> UsageDetails:
-        return UsageDetails(
-            input_token_count=self.input_token_count + other.input_token_count,
-            output_token_count=self.output_token_count + other.output_token_count,
-            total_token_count=self.total_token_count + other.total_token_count,
-        )
-
-
-@dataclass
-class ModelRequest:
-    """One call to the model: what to send and which server-side conversation to continue."""
-
-    messages: list[Message]
-    instructions: str | None = None
-    tools: Sequence[FunctionTool] = ()
-    conversation_id: str | None = None
-    previous_response_id: str | None = None
-    store: bool | None = None
-    options: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class ModelTurn:
-    """The result of one model call: one assistant message (text and/or tool calls) and its ids."""
-
-    message: Message
-    response_id: str | None
-    conversation_id: str | None
-    usage: UsageDetails
-
-
-@dataclass
-class TextDelta:
-    text: str
-
-
-@dataclass
-class FunctionCallEvent:
-    call: Content
-
-
-StreamEvent = TextDelta | FunctionCallEvent | ModelTurn
-
-
-def to_input_items(messages: Sequence[Message]) -> list[dict[str, Any]]:
-    """Messages as Responses API input items. Approval contents are local bookkeeping and are not sent."""
-    items: list[dict[str, Any]] = []
-    for message in messages:
-        text = message.text
-        if text and message.role != "tool":
-            items.append({"type": "message", "role": message.role, "content": text})
-        for c in message.contents:
-            if c.type == "function_call":
-                items.append({"type": "function_call", "call_id": c.call_id, "name": c.name, "arguments": c.arguments})
-            elif c.type == "function_result":
-                items.append({"type": "function_call_output", "call_id": c.call_id, "output": c.result or ""})
-    return items
 
 
 def to_tool_params(tools: Sequence[FunctionTool]) -> list[dict[str, Any]]:
@@ -215,8 +146,6 @@ class ResponsesClient:
         **kwargs: Any,
     ) -> Agent:
         """An Agent that talks through this client."""
-        from .agents import Agent
-
         return Agent(
             client=self,
             name=name,
@@ -231,7 +160,7 @@ class ResponsesClient:
         # typed-params transform walks every item (~0.4 ms each; 0.8 s for a 2,000-message history).
         args: dict[str, Any] = {
             "model": self.model,
-            "extra_body": {"input": to_input_items(request.messages)},
+            "extra_body": {"input": request.input},
         }
         if request.instructions:
             args["instructions"] = request.instructions

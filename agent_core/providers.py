@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-import inspect
-from abc import ABCMeta, abstractmethod
+from abc import abstractmethod
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from .deferred_options import DeferredHistoryOptionsMeta
 from .messages import Message
+from .results import AgentResponse
+from .sessions import AgentSession
 from .tools import FunctionTool, ToolLike, as_tools
 
-if TYPE_CHECKING:
-    from .agents import Agent, AgentResponse
-    from .sessions import AgentSession
+
+class SupportsAgentRun(Protocol):
+    """What a provider is given of the agent it runs for (an `Agent`; typed here without importing the run loop)."""
+
+    name: str | None
+    description: str | None
+    instructions: str | None
 
 
 class SessionContext:
@@ -62,37 +68,17 @@ class BaseContextProvider:
         self.source_id = source_id
 
     async def before_run(
-        self, *, agent: Agent, session: AgentSession | None, context: SessionContext, state: dict[str, Any]
+        self, *, agent: SupportsAgentRun, session: AgentSession | None, context: SessionContext, state: dict[str, Any]
     ) -> None:
         """Called before the model is invoked: add messages, instructions or tools to `context`."""
 
     async def after_run(
-        self, *, agent: Agent, session: AgentSession | None, context: SessionContext, state: dict[str, Any]
+        self, *, agent: SupportsAgentRun, session: AgentSession | None, context: SessionContext, state: dict[str, Any]
     ) -> None:
         """Called after a successful run: `context.response` holds the result."""
 
 
-_HISTORY_OPTIONS = ("load_messages", "store_inputs", "store_outputs", "store_context_messages")
-
-
-class _HistoryProviderMeta(ABCMeta):
-    """Lets `MyProvider(db, store_inputs=False)` work even when `MyProvider.__init__` only takes `db`.
-
-    The reference page's DatabaseHistoryProvider defines `__init__(self, db_connection)` and is then
-    configured with these keyword options; they are applied after `__init__` when it does not take them.
-    """
-
-    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        params = inspect.signature(cls.__init__).parameters  # type: ignore[misc]
-        takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
-        deferred = {k: kwargs.pop(k) for k in _HISTORY_OPTIONS if k in kwargs and k not in params and not takes_any}
-        instance = super().__call__(*args, **kwargs)
-        for key, value in deferred.items():
-            setattr(instance, key, bool(value))
-        return instance
-
-
-class BaseHistoryProvider(BaseContextProvider, metaclass=_HistoryProviderMeta):
+class BaseHistoryProvider(BaseContextProvider, metaclass=DeferredHistoryOptionsMeta):
     """A context provider that loads the conversation before a run and stores the new messages after it."""
 
     def __init__(
@@ -119,13 +105,13 @@ class BaseHistoryProvider(BaseContextProvider, metaclass=_HistoryProviderMeta):
         """Append `messages` to the stored conversation."""
 
     async def before_run(
-        self, *, agent: Agent, session: AgentSession | None, context: SessionContext, state: dict[str, Any]
+        self, *, agent: SupportsAgentRun, session: AgentSession | None, context: SessionContext, state: dict[str, Any]
     ) -> None:
         if self.load_messages:
             context.extend_messages(self.source_id, await self.get_messages(context.session_id, state=state))
 
     async def after_run(
-        self, *, agent: Agent, session: AgentSession | None, context: SessionContext, state: dict[str, Any]
+        self, *, agent: SupportsAgentRun, session: AgentSession | None, context: SessionContext, state: dict[str, Any]
     ) -> None:
         to_store = self.messages_to_store(context)
         if to_store:

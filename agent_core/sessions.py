@@ -1,10 +1,27 @@
-"""AgentSession: a conversation's ids and mutable state, serializable to JSON with typed values intact."""
+"""AgentSession: a conversation's ids and mutable state, serializable to JSON with typed values intact.
+
+How typed state values are stored and found again (the one rule, used by `to_dict` and `from_dict`):
+
+- JSON data (str, int, float, bool, None, lists, dicts with str keys) is stored as is. A tuple is stored
+  as `{"$type": "tuple", "value": [...]}`; a plain dict that has a `"$type"` key of its own as
+  `{"$type": "dict", "value": {...}}`.
+- A pydantic model, or an object with `to_dict()` and a classmethod `from_dict()`, is stored as
+  `{"$type": TAG, "value": ...}`. TAG is the one given to `register_state_type(cls, tag)`, else
+  `module.qualname` of its class (then registered under that tag on first use).
+- Decoding a TAG finds the class in the registry first. Otherwise the tag is read as `module.qualname`
+  and looked up in a module that is **already imported** (`sys.modules`); decoding never imports
+  anything, so stored data cannot make the process load code. A class found that way is registered.
+- So, in a fresh process, a session holding a type of yours decodes only after your module is imported
+  or the class registered; until then `from_dict` raises `SessionSerializationError` naming the tag.
+  `agent_core.Message` and `agent_core.Content` are registered by agent_core itself.
+- Anything else fails loudly at `to_dict()`, naming the path of the value in the state.
+"""
 
 from __future__ import annotations
 
 import sys
 import uuid
-from typing import Any, Protocol, TypeGuard, runtime_checkable
+from typing import Any, TypeGuard
 
 from pydantic import BaseModel
 
@@ -15,16 +32,6 @@ JSONValue = Any  # what json.dumps accepts: dict[str, ...] | list[...] | str | i
 
 TYPE_KEY = "$type"
 _SESSION_TYPE = "session"
-
-
-@runtime_checkable
-class DictSerializable(Protocol):
-    """An object that round-trips through `to_dict()` / `cls.from_dict(data)`."""
-
-    def to_dict(self) -> dict[str, Any]: ...
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Any: ...
 
 
 _registry: dict[str, type[Any]] = {}
@@ -64,7 +71,7 @@ def _tag_of(cls: type[Any]) -> str:
 
 
 def _resolve(tag: str) -> type[Any]:
-    """Find the class for a tag: the registry, else an already-imported module (never imports anything)."""
+    """Find the class for a tag by the rule in this module's docstring."""
     cls = _registry.get(tag)
     if cls is not None:
         return cls

@@ -35,6 +35,7 @@ class FunctionTool:
         self.description = description or inspect.cleandoc(func.__doc__ or "").split("\n\n")[0]
         self.approval_mode: ApprovalMode = approval_mode
         self.input_model = _input_model(func, self.name)
+        self._parameters: dict[str, Any] | None = None
         self._is_async = inspect.iscoroutinefunction(func)
 
     def __repr__(self) -> str:
@@ -49,11 +50,13 @@ class FunctionTool:
         return self.approval_mode == "always_require"
 
     def parameters(self) -> dict[str, Any]:
-        """JSON schema of the tool's arguments."""
-        schema = self.input_model.model_json_schema()
-        schema.pop("title", None)
-        schema.setdefault("properties", {})
-        return schema
+        """JSON schema of the tool's arguments, computed once per tool (every model call sends it)."""
+        if self._parameters is None:
+            schema = self.input_model.model_json_schema()
+            schema.pop("title", None)
+            schema.setdefault("properties", {})
+            self._parameters = schema
+        return self._parameters
 
     async def invoke(self, arguments: str | dict[str, Any]) -> str:
         """Validate the model's arguments, call the function (sync ones in a thread), return the result as text."""

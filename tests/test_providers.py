@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
+
 from agent_core import Agent, BaseContextProvider, BaseHistoryProvider, Message, SessionContext, tool
 from agent_core.openai import OpenAIResponsesClient
 from devtools.echo_model import EchoModel
@@ -116,3 +118,29 @@ async def test_tool_calls_and_results_are_stored_in_history(client: OpenAIRespon
         ("assistant", ["text"]),
     ]
     assert history.rows[2].contents[0].result == "Product B1 has 42 units in stock"
+
+
+def test_history_options_after_init_apply_only_to_the_named_options():
+    """The reference page's `DatabaseHistoryProvider(db, load_messages=...)` works though its __init__ takes only db;
+    any other unknown keyword still raises."""
+
+    class OnlyDb(BaseHistoryProvider):
+        def __init__(self, db: object) -> None:
+            super().__init__("db")
+            self.db = db
+
+        async def get_messages(self, session_id: str | None, **kwargs: Any) -> list[Message]:
+            return []
+
+        async def save_messages(self, session_id: str | None, messages: Sequence[Message], **kwargs: Any) -> None:
+            pass
+
+    provider = OnlyDb("conn", store_inputs=False, store_context_messages=1)  # type: ignore[call-arg]
+    assert (provider.db, provider.store_inputs, provider.store_context_messages, provider.load_messages) == (
+        "conn",
+        False,
+        True,
+        True,
+    )
+    with pytest.raises(TypeError, match="unexpected keyword argument 'store_everything'"):
+        OnlyDb("conn", store_everything=True)  # type: ignore[call-arg]

@@ -202,3 +202,37 @@ async def test_service_mode_approval_continues_the_response_chain(client: OpenAI
     sent = model.responses_requests()[-1]
     assert sent["conversation"] == session.service_session_id
     assert [i["type"] for i in sent["input"]] == ["function_call_output"]
+
+
+def test_schema_is_computed_once_per_tool():
+    @tool
+    def lookup(sku: str) -> str:
+        return sku
+
+    assert lookup.parameters() is lookup.parameters()
+
+
+@pytest.mark.parametrize("service", [False, True], ids=["local-history", "service-conversation"])
+async def test_each_tool_round_sends_the_history_plus_that_round(
+    client: OpenAIResponsesClient, model: OfflineModel, service: bool
+):
+    """Local history: each call resends what the previous one sent plus the model's calls and their results.
+    A service conversation: the second call sends only the results (the service has the rest)."""
+
+    @tool
+    def lookup(sku: str) -> str:
+        return f"sku {sku} ok"
+
+    agent = client.as_agent(tools=[lookup])
+    session = await agent.create_service_session() if service else agent.create_session()
+    await agent.run("earlier", session=session)
+    await agent.run("lookup(A1) lookup(B2)", session=session)
+    first, second = model.responses_requests()[-2:]
+    round_types = ["function_call", "function_call", "function_call_output", "function_call_output"]
+    if service:
+        assert [i["type"] for i in first["input"]] == ["message"]
+        assert [i["type"] for i in second["input"]] == round_types[2:]
+    else:
+        assert second["input"][: len(first["input"])] == first["input"]
+        assert [i["type"] for i in second["input"][len(first["input"]) :]] == round_types
+        assert [i["content"] for i in first["input"] if i.get("role") == "user"] == ["earlier", "lookup(A1) lookup(B2)"]
