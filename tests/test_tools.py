@@ -214,7 +214,7 @@ def test_schema_is_computed_once_per_tool():
 
 @pytest.mark.parametrize("service", [False, True], ids=["local-history", "service-conversation"])
 async def test_each_tool_round_sends_the_history_plus_that_round(
-    client: OpenAIResponsesClient, model: OfflineModel, service: bool
+    client: OpenAIResponsesClient, model: EchoModel, service: bool
 ):
     """Local history: each call resends what the previous one sent plus the model's calls and their results.
     A service conversation: the second call sends only the results (the service has the rest)."""
