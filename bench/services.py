@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MODEL_ID = "echo-1"
 API_KEY = "bench-key"
 # Settings that would point the app at a real model or change its behaviour; never inherited by the children.
-_SCRUBBED = ("AZURE_AI_PROJECT_ENDPOINT", "AZURE_OPENAI_ENDPOINT", "AGENT_OFFLINE_MODEL", "WEBSITE_INSTANCE_ID")
+_SCRUBBED = ("AZURE_AI_PROJECT_ENDPOINT", "AZURE_OPENAI_ENDPOINT", "WEBSITE_INSTANCE_ID")
 
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -511,6 +511,25 @@ def _load_settings(path: Path) -> None:
             os.environ.setdefault(name, str(value))
 
 
+MODEL_ENDPOINT_SETTINGS = ("AZURE_AI_PROJECT_ENDPOINT", "AZURE_OPENAI_ENDPOINT", "OPENAI_API_KEY")
+ECHO_MODEL_LABEL = "[echo model]"
+
+
+def _start_echo_model_if_unconfigured() -> ThreadedServer | None:
+    """With no model endpoint set, serve the echo model on loopback and point the OpenAI settings at it.
+
+    The app then talks to it as to any OpenAI-compatible server: the echo model never enters the app's code path.
+    """
+    if any(os.environ.get(name) for name in MODEL_ENDPOINT_SETTINGS):
+        return None
+    from .echo_model import EchoModel, EchoModelServer
+
+    server = EchoModelServer(EchoModel(label=ECHO_MODEL_LABEL)).start()
+    os.environ.update(OPENAI_BASE_URL=server.base_url, OPENAI_API_KEY="echo", OPENAI_RESPONSES_MODEL_ID="echo-1")
+    print(f"No model endpoint set: serving the echo model at {server.base_url} (OPENAI_BASE_URL)")
+    return server
+
+
 def _route_prefix(host_json: Path) -> str:
     if not host_json.is_file():
         return "api"
@@ -531,6 +550,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("azure").setLevel(logging.WARNING)  # the Azure SDKs log every request at INFO
     _load_settings(Path(args.settings))  # before the import: the app may read settings at import time
+    echo_model = _start_echo_model_if_unconfigured()
     sys.path.insert(0, os.getcwd())
     module_name, _, attribute = args.app.partition(":")
     function_app = getattr(importlib.import_module(module_name), attribute or "app")
@@ -542,7 +562,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     import uvicorn
 
-    uvicorn.run(app, host=args.host, port=args.port, lifespan="on", log_level="info", timeout_graceful_shutdown=3)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, lifespan="on", log_level="info", timeout_graceful_shutdown=3)
+    finally:
+        if echo_model is not None:
+            echo_model.stop()
 
 
 if __name__ == "__main__":

@@ -175,8 +175,8 @@ var deployerPrincipalId = grantDeployerAccess ? principalId : ''
 // ---------------------------------------------------------------- the function app's own settings
 // Exactly the settings agent_core reads (service/settings.py), besides those the function-app module
 // sets from the identity and storage (AZURE_CLIENT_ID, SessionStorage__*). Never set here: key-based
-// settings (AZURE_OPENAI_API_KEY, OPENAI_API_KEY, SessionStorage) and AGENT_OFFLINE_MODEL, which the app
-// refuses in Azure.
+// settings (AZURE_OPENAI_API_KEY, OPENAI_API_KEY, SessionStorage). AGENT_SWEEP_SCHEDULE is required: the
+// host resolves %AGENT_SWEEP_SCHEDULE% in the timer trigger itself, so no default of the app applies.
 
 var modelEndpointSettings = useProjectEndpoint ? {
   AZURE_AI_PROJECT_ENDPOINT: endpoint

@@ -9,6 +9,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from pydantic import SecretStr
+
 from agent_core.agents import Agent
 from agent_core.exceptions import ConfigurationError
 from agent_core.model_client import ResponsesClient
@@ -20,8 +22,7 @@ from .storage import TableSessionStore
 
 logger = logging.getLogger(__name__)
 
-ModelKind = Literal["azure", "openai", "offline"]
-OFFLINE_LABEL = "[offline model]"
+ModelKind = Literal["azure", "openai"]
 
 
 @dataclass(frozen=True)
@@ -49,16 +50,16 @@ class AgentSpec:
 def build_store(settings: AppSettings) -> TableSessionStore:
     """Connection string (Azurite: UseDevelopmentStorage=true), else the table endpoint with managed identity."""
     table = settings.sessions_table
-    connection_string = settings.get("SessionStorage")
-    if connection_string:
-        return TableSessionStore.from_connection_string(connection_string, table)
-    endpoint = settings.get("SessionStorage__tableServiceUri")
-    if endpoint:
+    if settings.session_storage:
+        return TableSessionStore.from_connection_string(settings.session_storage, table)
+    if settings.session_storage_table_uri:
         from azure.identity.aio import DefaultAzureCredential
 
-        client_id = settings.get("SessionStorage__clientId") or settings.get("AZURE_CLIENT_ID")
+        client_id = settings.session_storage_client_id or settings.azure_client_id
         return TableSessionStore.from_endpoint(
-            endpoint, table, credential=DefaultAzureCredential(managed_identity_client_id=client_id)
+            settings.session_storage_table_uri,
+            table,
+            credential=DefaultAzureCredential(managed_identity_client_id=client_id),
         )
     raise ConfigurationError(
         "no session storage configured: set SessionStorage (a connection string; UseDevelopmentStorage=true "
@@ -66,63 +67,48 @@ def build_store(settings: AppSettings) -> TableSessionStore:
     )
 
 
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
 def build_model_client(settings: AppSettings) -> tuple[ResponsesClient, ModelKind]:
-    """Azure when an endpoint is set, else OpenAI(-compatible), else the offline model if explicitly enabled."""
+    """Azure when an endpoint is set, else OpenAI or an OpenAI-compatible server (locally: the echo model)."""
     timeout, retries = settings.model_timeout_seconds, settings.model_max_retries
-    project_endpoint = settings.get("AZURE_AI_PROJECT_ENDPOINT")
-    endpoint = settings.get("AZURE_OPENAI_ENDPOINT")
-    if project_endpoint or endpoint:
+    project_endpoint = settings.azure_ai_project_endpoint
+    if project_endpoint or settings.azure_openai_endpoint:
         from agent_core.azure import AzureOpenAIResponsesClient
 
         credential = None
-        if not settings.get("AZURE_OPENAI_API_KEY"):
+        if settings.azure_openai_api_key is None:
             from azure.identity.aio import DefaultAzureCredential
 
-            credential = DefaultAzureCredential(managed_identity_client_id=settings.get("AZURE_CLIENT_ID"))
+            credential = DefaultAzureCredential(managed_identity_client_id=settings.azure_client_id)
         client = AzureOpenAIResponsesClient(
             project_endpoint=project_endpoint,
-            endpoint=None if project_endpoint else endpoint,
-            deployment_name=settings.get("AZURE_OPENAI_RESPONSES_DEPLOYMENT_NAME"),
-            api_key=settings.get("AZURE_OPENAI_API_KEY"),
+            endpoint=None if project_endpoint else settings.azure_openai_endpoint,
+            deployment_name=settings.azure_openai_deployment,
+            api_key=_secret(settings.azure_openai_api_key),
             credential=credential,
-            api_version=settings.get("AZURE_OPENAI_API_VERSION"),
+            api_version=settings.azure_openai_api_version,
             timeout=timeout,
             max_retries=retries,
         )
         return client, "azure"
-    from agent_core.openai import OpenAIResponsesClient
+    if settings.openai_api_key is not None:
+        from agent_core.openai import OpenAIResponsesClient
 
-    if settings.get("OPENAI_API_KEY"):
         client_ = OpenAIResponsesClient(
-            model=settings.get("OPENAI_RESPONSES_MODEL_ID"),
-            api_key=settings.get("OPENAI_API_KEY"),
-            base_url=settings.get("OPENAI_BASE_URL"),
+            model=settings.openai_model,
+            api_key=_secret(settings.openai_api_key),
+            base_url=settings.openai_base_url,
             timeout=timeout,
             max_retries=retries,
         )
         return client_, "openai"
-    if settings.offline_model:
-        if settings.in_azure:
-            raise ConfigurationError(
-                "AGENT_OFFLINE_MODEL is for local runs only; in Azure set AZURE_AI_PROJECT_ENDPOINT or "
-                "AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_RESPONSES_DEPLOYMENT_NAME"
-            )
-        import httpx2
-
-        from devtools.echo_model import EchoModel
-
-        transport = httpx2.ASGITransport(app=EchoModel(label=OFFLINE_LABEL))
-        offline = OpenAIResponsesClient(
-            model="offline-echo",
-            api_key="offline",
-            base_url="http://offline-model/v1",
-            http_client=httpx2.AsyncClient(transport=transport),
-            max_retries=0,
-        )
-        return offline, "offline"
     raise ConfigurationError(
         "no model configured: set AZURE_AI_PROJECT_ENDPOINT (or AZURE_OPENAI_ENDPOINT) and "
-        "AZURE_OPENAI_RESPONSES_DEPLOYMENT_NAME; or OPENAI_API_KEY; or, for local runs, AGENT_OFFLINE_MODEL=true"
+        "AZURE_OPENAI_RESPONSES_DEPLOYMENT_NAME; or OPENAI_API_KEY (with OPENAI_BASE_URL for an OpenAI-compatible "
+        "server; scripts/run starts the echo model when none is set)"
     )
 
 

@@ -1,79 +1,186 @@
-"""Every app setting the function app reads, with defaults and docs: one registry for code, samples and infra."""
+"""Every setting the deployment reads, as typed, described fields: one source for code, samples, README and infra.
+
+`AppSettings` holds what the function app reads (parsed and validated once per process, on the first request);
+`HostSettings` documents what the Functions host and worker read (`%AGENT_SWEEP_SCHEDULE%` in the timer is
+resolved by the host, so that setting must be present; no default of ours could stand in for it). Field aliases
+are the app settings' names, so `AppSettings()` reads them from the environment as the platform sets them.
+"""
 
 from __future__ import annotations
 
-import os
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, Literal, Self
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from agent_core.exceptions import ConfigurationError
 
-
-@dataclass(frozen=True)
-class Setting:
-    name: str
-    default: str | None
-    description: str
-    where: str = "app"  # "app": the function app reads it; "host": the Functions host/worker reads it
-    secret: bool = False
+_CONFIG = SettingsConfigDict(case_sensitive=True, env_ignore_empty=True, extra="ignore", frozen=True)
+_HTTP_URL = r"^https?://\S+$"
 
 
-SETTINGS: tuple[Setting, ...] = (
+class _Settings(BaseSettings):
+    """Shared parsing: empty values count as unset (as the sample settings leave them), errors name the setting."""
+
+    model_config = _CONFIG
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_is_unset(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            return {name: value for name, value in data.items() if value != ""}
+        return data
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
+        """Parse `env` (default: the process environment) or raise ConfigurationError naming each bad setting."""
+        try:
+            if env is None:
+                return cls()  # pydantic-settings' environment source
+            # `env` as the only source. mypy sees the fields' synthesized __init__, not BaseSettings' own.
+            only_env: tuple[tuple[PydanticBaseSettingsSource, ...], dict[str, Any]]
+            only_env = ((InitSettingsSource(cls, init_kwargs=dict(env)),), {})
+            return cls(_build_sources=only_env)  # type: ignore[call-arg]
+        except ValidationError as error:
+            problems = "; ".join(_describe(problem) for problem in error.errors())
+            raise ConfigurationError(f"invalid settings: {problems}") from None
+
+
+def _describe(problem: Any) -> str:
+    name = ".".join(str(part) for part in problem["loc"]) or "settings"
+    if problem["type"] == "missing":
+        return f"{name} is required but not set"
+    return f"{name}: {problem['msg']}, got {problem['input']!r}"
+
+
+class AppSettings(_Settings):
+    """The function app's configuration. Tests and tools pass an explicit mapping: `AppSettings.from_env({...})`."""
+
     # Model
-    Setting("AZURE_AI_PROJECT_ENDPOINT", None, "Azure AI Foundry project endpoint (Entra ID auth)."),
-    Setting("AZURE_OPENAI_ENDPOINT", None, "Azure OpenAI resource endpoint, when not using a Foundry project."),
-    Setting("AZURE_OPENAI_RESPONSES_DEPLOYMENT_NAME", None, "Model deployment for the Responses API."),
-    Setting("AZURE_OPENAI_API_KEY", None, "Key auth instead of Entra ID (avoid in Azure).", secret=True),
-    Setting("AZURE_OPENAI_API_VERSION", None, "Optional api-version query parameter for the v1 API."),
-    Setting("OPENAI_API_KEY", None, "OpenAI or an OpenAI-compatible server instead of Azure.", secret=True),
-    Setting("OPENAI_BASE_URL", None, "Base URL of an OpenAI-compatible server (with OPENAI_API_KEY)."),
-    Setting("OPENAI_RESPONSES_MODEL_ID", None, "Model name for OPENAI_API_KEY."),
-    Setting("AGENT_OFFLINE_MODEL", "false", "true: use the labelled offline echo model when no endpoint is set."),
-    Setting("AGENT_MODEL_TIMEOUT_SECONDS", "120", "Timeout of one model call."),
-    Setting("AGENT_MODEL_MAX_RETRIES", "2", "openai SDK retries of a throttled or failed model call."),
-    Setting("AGENT_GENERAL_INSTRUCTIONS", "You are a helpful assistant. Be concise.", "The general agent's prompt."),
+    azure_ai_project_endpoint: str | None = Field(
+        None,
+        alias="AZURE_AI_PROJECT_ENDPOINT",
+        pattern=_HTTP_URL,
+        description="Azure AI Foundry project endpoint (Entra ID auth).",
+    )
+    azure_openai_endpoint: str | None = Field(
+        None,
+        alias="AZURE_OPENAI_ENDPOINT",
+        pattern=_HTTP_URL,
+        description="Azure OpenAI resource endpoint, when not using a Foundry project.",
+    )
+    azure_openai_deployment: str | None = Field(
+        None, alias="AZURE_OPENAI_RESPONSES_DEPLOYMENT_NAME", description="Model deployment for the Responses API."
+    )
+    azure_openai_api_key: SecretStr | None = Field(
+        None, alias="AZURE_OPENAI_API_KEY", description="Key auth instead of Entra ID (avoid in Azure)."
+    )
+    azure_openai_api_version: str | None = Field(
+        None, alias="AZURE_OPENAI_API_VERSION", description="Optional api-version query parameter for the v1 API."
+    )
+    openai_api_key: SecretStr | None = Field(
+        None, alias="OPENAI_API_KEY", description="OpenAI or an OpenAI-compatible server instead of Azure."
+    )
+    openai_base_url: str | None = Field(
+        None,
+        alias="OPENAI_BASE_URL",
+        pattern=_HTTP_URL,
+        description="Base URL of an OpenAI-compatible server (with OPENAI_API_KEY).",
+    )
+    openai_model: str | None = Field(
+        None, alias="OPENAI_RESPONSES_MODEL_ID", description="Model name for OPENAI_API_KEY."
+    )
+    model_timeout_seconds: float = Field(
+        120, alias="AGENT_MODEL_TIMEOUT_SECONDS", gt=0, description="Timeout of one model call."
+    )
+    model_max_retries: int = Field(
+        2,
+        alias="AGENT_MODEL_MAX_RETRIES",
+        ge=0,
+        le=10,
+        description="openai SDK retries of a throttled or failed model call.",
+    )
+    general_instructions: str = Field(
+        "You are a helpful assistant. Be concise.",
+        alias="AGENT_GENERAL_INSTRUCTIONS",
+        min_length=1,
+        description="The general agent's prompt.",
+    )
     # Storage
-    Setting("SessionStorage", None, "Connection string of the sessions' storage account (local/Azurite)."),
-    Setting("SessionStorage__tableServiceUri", None, "Table endpoint, with managed identity, in Azure."),
-    Setting("SessionStorage__clientId", None, "Client id of the user-assigned identity for SessionStorage."),
-    Setting("AZURE_CLIENT_ID", None, "User-assigned identity DefaultAzureCredential uses (model and storage)."),
-    Setting("AGENT_SESSIONS_TABLE", "agentsessions", "Table holding sessions, history and the expiry index."),
+    session_storage: str | None = Field(
+        None,
+        alias="SessionStorage",
+        examples=["UseDevelopmentStorage=true"],
+        description="Connection string of the sessions' storage account (local/Azurite).",
+    )
+    session_storage_table_uri: str | None = Field(
+        None,
+        alias="SessionStorage__tableServiceUri",
+        pattern=_HTTP_URL,
+        description="Table endpoint, with managed identity, in Azure.",
+    )
+    session_storage_client_id: str | None = Field(
+        None,
+        alias="SessionStorage__clientId",
+        description="Client id of the user-assigned identity for SessionStorage.",
+    )
+    azure_client_id: str | None = Field(
+        None,
+        alias="AZURE_CLIENT_ID",
+        description="User-assigned identity DefaultAzureCredential uses (model and storage).",
+    )
+    sessions_table: str = Field(
+        "agentsessions",
+        alias="AGENT_SESSIONS_TABLE",
+        pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$",
+        description="Table holding sessions, history and the expiry index.",
+    )
     # Expiry
-    Setting("AGENT_SESSION_TTL_SECONDS", "86400", "Sliding time to live of a session, renewed by every turn."),
-    Setting("AGENT_SWEEP_SCHEDULE", "0 */5 * * * *", "NCRONTAB schedule of the expiry sweep."),
-    Setting("AGENT_DELETE_SERVICE_CONVERSATIONS", "false", "true: the sweep also deletes service conversations."),
+    session_ttl_seconds: int = Field(
+        86400,
+        alias="AGENT_SESSION_TTL_SECONDS",
+        ge=1,
+        description="Sliding time to live of a session, renewed by every turn.",
+    )
+    delete_service_conversations: bool = Field(
+        False,
+        alias="AGENT_DELETE_SERVICE_CONVERSATIONS",
+        description="true: the sweep also deletes service conversations.",
+    )
     # Limits
-    Setting("AGENT_MAX_REQUEST_BYTES", "1048576", "Largest accepted request body (413 above)."),
-    Setting("AGENT_MAX_MESSAGE_CHARS", "32000", "Longest accepted message text (413 above)."),
-    Setting("AGENT_MAX_MESSAGES_PER_TURN", "20", "Most messages in one turn's request (413 above)."),
-    Setting("AGENT_MAX_SESSION_BYTES", "16777216", "Largest stored session, history included (413 above)."),
-    Setting("AGENT_MAX_STATE_BYTES", "262144", "Largest serialized session state (413 above)."),
-    # Host
-    Setting("AzureWebJobsStorage", None, "The Functions host's storage (timers' locks).", where="host"),
-    Setting("FUNCTIONS_WORKER_RUNTIME", "python", "Functions worker runtime.", where="host"),
-    Setting("PYTHON_ENABLE_INIT_INDEXING", "1", "Needed by the FastAPI HTTP streaming extension.", where="host"),
-)
+    max_request_bytes: int = Field(
+        1048576, alias="AGENT_MAX_REQUEST_BYTES", ge=1024, description="Largest accepted request body (413 above)."
+    )
+    max_message_chars: int = Field(
+        32000, alias="AGENT_MAX_MESSAGE_CHARS", ge=1, description="Longest accepted message text (413 above)."
+    )
+    max_messages_per_turn: int = Field(
+        20, alias="AGENT_MAX_MESSAGES_PER_TURN", ge=1, description="Most messages in one turn's request (413 above)."
+    )
+    max_session_bytes: int = Field(
+        16777216,
+        alias="AGENT_MAX_SESSION_BYTES",
+        ge=1024,
+        description="Largest stored session, history included (413 above).",
+    )
+    max_state_bytes: int = Field(
+        262144, alias="AGENT_MAX_STATE_BYTES", ge=1024, description="Largest serialized session state (413 above)."
+    )
 
-_BY_NAME = {s.name: s for s in SETTINGS}
-
-
-def _bool(value: str, name: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off", ""):
-        return False
-    raise ConfigurationError(f"{name} must be true or false, got {value!r}")
-
-
-def _int(value: str, name: str, minimum: int = 0) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise ConfigurationError(f"{name} must be a whole number, got {value!r}") from None
-    if number < minimum:
-        raise ConfigurationError(f"{name} must be at least {minimum}, got {number}")
-    return number
+    @property
+    def limits(self) -> Limits:
+        """The size limits as one value (the HTTP layer and the store take them together)."""
+        return Limits(
+            max_request_bytes=self.max_request_bytes,
+            max_message_chars=self.max_message_chars,
+            max_messages_per_turn=self.max_messages_per_turn,
+            max_session_bytes=self.max_session_bytes,
+            max_state_bytes=self.max_state_bytes,
+        )
 
 
 @dataclass(frozen=True)
@@ -85,70 +192,84 @@ class Limits:
     max_state_bytes: int
 
 
+class HostSettings(_Settings):
+    """What the Functions host and its Python worker read; listed here so the sample, README and infra cover them."""
+
+    web_jobs_storage: str | None = Field(
+        None,
+        alias="AzureWebJobsStorage",
+        examples=["UseDevelopmentStorage=true"],
+        description="The Functions host's storage (timers' locks); identity-based `AzureWebJobsStorage__*` in Azure.",
+    )
+    worker_runtime: Literal["python"] = Field(
+        alias="FUNCTIONS_WORKER_RUNTIME",
+        examples=["python"],
+        description="Functions worker runtime (on Flex Consumption: the site's functionAppConfig).",
+    )
+    enable_init_indexing: Literal["1"] = Field(
+        alias="PYTHON_ENABLE_INIT_INDEXING",
+        examples=["1"],
+        description="Needed by the FastAPI HTTP streaming extension; without it every request hangs.",
+    )
+    sweep_schedule: str = Field(
+        alias="AGENT_SWEEP_SCHEDULE",
+        min_length=1,
+        examples=["0 */5 * * * *"],
+        description="NCRONTAB schedule of the expiry sweep (the host resolves `%AGENT_SWEEP_SCHEDULE%`).",
+    )
+
+
+# --- the registry derived from the models: README table, sample settings, infra checks ------------------------
+
+
 @dataclass(frozen=True)
-class AppSettings:
-    """The function app's configuration, parsed and validated once per process."""
+class Setting:
+    """One app setting as the README, the sample settings and the infra checks see it."""
 
-    env: Mapping[str, str]
-    sessions_table: str
-    session_ttl_seconds: int
-    sweep_schedule: str
-    delete_service_conversations: bool
-    offline_model: bool
-    model_timeout_seconds: float
-    model_max_retries: int
-    general_instructions: str
-    limits: Limits
+    name: str
+    default: str | None  # as the app setting's text; None: no default
+    required: bool
+    sample: str  # the value local.settings.sample.json holds (the default, else the example, else empty)
+    description: str
+    where: Literal["app", "host"]  # who reads it: the function app, or the Functions host/worker
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> AppSettings:
-        env = dict(os.environ if env is None else env)
 
-        def get(name: str) -> str:
-            value = env.get(name)
-            default = _BY_NAME[name].default
-            return value if value not in (None, "") else (default or "")
+def _as_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
-        return cls(
-            env=env,
-            sessions_table=get("AGENT_SESSIONS_TABLE"),
-            session_ttl_seconds=_int(get("AGENT_SESSION_TTL_SECONDS"), "AGENT_SESSION_TTL_SECONDS", 1),
-            sweep_schedule=get("AGENT_SWEEP_SCHEDULE"),
-            delete_service_conversations=_bool(
-                get("AGENT_DELETE_SERVICE_CONVERSATIONS"), "AGENT_DELETE_SERVICE_CONVERSATIONS"
-            ),
-            offline_model=_bool(get("AGENT_OFFLINE_MODEL"), "AGENT_OFFLINE_MODEL"),
-            model_timeout_seconds=float(_int(get("AGENT_MODEL_TIMEOUT_SECONDS"), "AGENT_MODEL_TIMEOUT_SECONDS", 1)),
-            model_max_retries=_int(get("AGENT_MODEL_MAX_RETRIES"), "AGENT_MODEL_MAX_RETRIES"),
-            general_instructions=get("AGENT_GENERAL_INSTRUCTIONS"),
-            limits=Limits(
-                max_request_bytes=_int(get("AGENT_MAX_REQUEST_BYTES"), "AGENT_MAX_REQUEST_BYTES", 1024),
-                max_message_chars=_int(get("AGENT_MAX_MESSAGE_CHARS"), "AGENT_MAX_MESSAGE_CHARS", 1),
-                max_messages_per_turn=_int(get("AGENT_MAX_MESSAGES_PER_TURN"), "AGENT_MAX_MESSAGES_PER_TURN", 1),
-                max_session_bytes=_int(get("AGENT_MAX_SESSION_BYTES"), "AGENT_MAX_SESSION_BYTES", 1024),
-                max_state_bytes=_int(get("AGENT_MAX_STATE_BYTES"), "AGENT_MAX_STATE_BYTES", 1024),
-            ),
-        )
 
-    def get(self, name: str) -> str | None:
-        """A raw setting (None when unset or empty)."""
-        if name not in _BY_NAME:
-            raise KeyError(f"{name} is not a registered setting")
-        return self.env.get(name) or None
+def _setting(field: FieldInfo, where: Literal["app", "host"]) -> Setting:
+    assert field.alias is not None, "every setting has its app setting's name"
+    assert field.description is not None, "every setting is described"
+    required = field.is_required()
+    default = None if required or field.default is None else _as_text(field.default)
+    sample = default if default is not None else _as_text(field.examples[0]) if field.examples else ""
+    return Setting(field.alias, default, required, sample, field.description, where)
 
-    @property
-    def in_azure(self) -> bool:
-        """True on the Functions platform (the host sets WEBSITE_INSTANCE_ID)."""
-        return bool(self.env.get("WEBSITE_INSTANCE_ID"))
+
+SETTINGS: tuple[Setting, ...] = (
+    *(_setting(field, "app") for field in AppSettings.model_fields.values()),
+    *(_setting(field, "host") for field in HostSettings.model_fields.values()),
+)
 
 
 def markdown_table() -> str:
-    """The README's settings table, generated from SETTINGS (a test keeps the README in sync)."""
+    """The README's settings table (a test keeps the README in sync)."""
     rows = ["| setting | default | what it is |", "|---|---|---|"]
     for s in SETTINGS:
-        default = f"`{s.default}`" if s.default else "—"
+        default = f"required, e.g. `{s.sample}`" if s.required else f"`{s.default}`" if s.default else "—"
         rows.append(f"| `{s.name}` | {default} | {s.description}{' (host)' if s.where == 'host' else ''} |")
     return "\n".join(rows)
+
+
+def sample_settings() -> str:
+    """local.settings.sample.json: every setting with its sample value (a test keeps the file in sync)."""
+    values = {s.name: s.sample for s in sorted(SETTINGS, key=lambda s: s.where != "host")}
+    return json.dumps({"IsEncrypted": False, "Values": values}, indent=2) + "\n"
 
 
 if __name__ == "__main__":

@@ -91,7 +91,6 @@ def function_app_server(
         for name in (
             "AZURE_AI_PROJECT_ENDPOINT",
             "AZURE_OPENAI_ENDPOINT",
-            "AGENT_OFFLINE_MODEL",
             "WEBSITE_INSTANCE_ID",
         ):
             mp.delenv(name, raising=False)

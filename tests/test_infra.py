@@ -39,6 +39,9 @@ KNOWN_ROLES = {BLOB_DATA_OWNER, QUEUE_DATA_CONTRIBUTOR, TABLE_DATA_CONTRIBUTOR, 
 KNOWN_ROLES |= {OPENAI_USER, AZURE_AI_USER}
 
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
+# What a deployment defaults each setting to: the app's default, or for a required setting (no default of ours,
+# e.g. AGENT_SWEEP_SCHEDULE, which the host resolves) the value the sample settings hold.
+DEPLOYED_DEFAULT = {s.name: s.sample if s.required else s.default for s in SETTINGS}
 
 # App settings agent_core reads that the template leaves unset on purpose, although they have no default.
 OPTIONAL_BY_DESIGN = {
@@ -51,13 +54,12 @@ OPTIONAL_BY_DESIGN = {
     "OPENAI_RESPONSES_MODEL_ID": "OpenAI or a compatible server (not Azure)",
     "SessionStorage": "a connection string (Azurite); in Azure SessionStorage__tableServiceUri with the identity",
 }
-# Never set in Azure: keys, the offline model (the app refuses it there), and what Flex Consumption rejects
+# Never set in Azure: keys, connection strings, and what Flex Consumption rejects
 # or takes elsewhere (the runtime is functionAppConfig.runtime; AzureWebJobsStorage is identity-based).
 FORBIDDEN_APP_SETTINGS = {
     "AZURE_OPENAI_API_KEY",
     "OPENAI_API_KEY",
     "SessionStorage",
-    "AGENT_OFFLINE_MODEL",
     "AzureWebJobsStorage",
     "FUNCTIONS_WORKER_RUNTIME",
     "FUNCTIONS_EXTENSION_VERSION",
@@ -581,11 +583,17 @@ def test_app_settings_are_exactly_what_the_app_reads():
 
     # Host settings: AzureWebJobsStorage as an identity-based connection, the runtime in functionAppConfig.
     host = {s.name: s for s in SETTINGS if s.where == "host"}
-    assert set(host) == {"AzureWebJobsStorage", "FUNCTIONS_WORKER_RUNTIME", "PYTHON_ENABLE_INIT_INDEXING"}
+    assert set(host) == {
+        "AzureWebJobsStorage",
+        "FUNCTIONS_WORKER_RUNTIME",
+        "PYTHON_ENABLE_INIT_INDEXING",
+        "AGENT_SWEEP_SCHEDULE",
+    }
+    assert "AGENT_SWEEP_SCHEDULE" in names  # required: the host resolves it, no default of ours applies
     assert {f"AzureWebJobsStorage__{p}" for p in ("credential", "clientId", "blobServiceUri")} <= names
     site = body(only(bicep("modules/function-app.bicep"), "Microsoft.Web/sites"))
-    assert site["properties"]["functionAppConfig"]["runtime"]["name"] == host["FUNCTIONS_WORKER_RUNTIME"].default
-    assert module_app_settings()["PYTHON_ENABLE_INIT_INDEXING"] == [host["PYTHON_ENABLE_INIT_INDEXING"].default]
+    assert site["properties"]["functionAppConfig"]["runtime"]["name"] == host["FUNCTIONS_WORKER_RUNTIME"].sample
+    assert module_app_settings()["PYTHON_ENABLE_INIT_INDEXING"] == [host["PYTHON_ENABLE_INIT_INDEXING"].sample]
 
 
 def test_settings_bound_in_function_app_py_are_set():
@@ -616,11 +624,11 @@ def test_parameter_defaults_match_the_app_defaults():
             if bound is None:
                 continue
             parameter, default = bound
-            assert SETTINGS_BY_NAME[name].default == default, f"{name}: parameter {parameter} defaults to {default}"
+            assert DEPLOYED_DEFAULT[name] == default, f"{name}: parameter {parameter} defaults to {default}"
             checked.add(name)
-    with_default = {n for n in main_app_settings() if SETTINGS_BY_NAME[n].default is not None}
+    with_default = {n for n in main_app_settings() if DEPLOYED_DEFAULT[n] is not None}
     assert checked == with_default
-    assert {"AGENT_SESSION_TTL_SECONDS", "AGENT_DELETE_SERVICE_CONVERSATIONS"} <= checked
+    assert {"AGENT_SESSION_TTL_SECONDS", "AGENT_DELETE_SERVICE_CONVERSATIONS", "AGENT_SWEEP_SCHEDULE"} <= checked
 
 
 def test_every_setting_is_in_the_sample_settings_and_the_readme():
@@ -677,7 +685,7 @@ def test_parameters_file_only_maps_azd_environment_values():
             expected = ("true" if bicep_default else "false") if isinstance(bicep_default, bool) else str(bicep_default)
             assert default == expected, f"{name}: {default!r} in main.parameters.json, {expected!r} in main.bicep"
         if variable_name in SETTINGS_BY_NAME:
-            assert default == SETTINGS_BY_NAME[variable_name].default, variable_name
+            assert default == DEPLOYED_DEFAULT[variable_name], variable_name
     assert values["principalId"]["value"] == "${AZURE_PRINCIPAL_ID=}"
 
 

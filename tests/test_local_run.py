@@ -1,5 +1,5 @@
 """The local run path: `python -m devtools.devserver` (what scripts/run starts) with the sample settings,
-Azurite and the offline model, driven like the README's curl session."""
+Azurite and the echo model it starts when no model endpoint is set, driven like the README's curl session."""
 
 from __future__ import annotations
 
@@ -57,15 +57,16 @@ def devserver(azurite: Azurite, tmp_path: Path) -> Iterator[str]:
         output, _ = proc.communicate(timeout=10)
         assert "sessions: [GET,POST,PUT,PATCH,DELETE]" in output  # the routes it derived from function_app
         assert "expire_sessions: timerTrigger '0 */5 * * * *'" in output
+        assert "No model endpoint set: serving the echo model at http://127.0.0.1:" in output
 
 
-def test_readme_session_on_the_offline_model(devserver: str):
+def test_readme_session_on_the_echo_model(devserver: str):
     with httpx2.Client(base_url=f"{devserver}/api", timeout=30) as http:
-        assert http.get("/health").json()["model"] == "offline"
+        assert http.get("/health").json()["model"] == "openai"  # the echo model, as an OpenAI-compatible server
         session = http.post("/agents/shopping/sessions", json={}).json()
         url = f"/agents/shopping/sessions/{session['session_id']}/messages"
         first = http.post(url, json={"message": "My name is Alice."}).json()
-        assert first["text"].startswith("[offline model] ")
+        assert first["text"].startswith("[echo model] ")
         second = http.post(url, json={"message": "What is my name?"}).json()
         assert '"My name is Alice." | "What is my name?"' in second["text"]
         with http.stream(
