@@ -121,6 +121,26 @@ param maxSessionBytes int = 16777216
 @minValue(1024)
 param maxStateBytes int = 262144
 
+// ---------------------------------------------------------------- who the caller is (README, "Security")
+
+@description('AGENT_AUTH_MODE: how the app tells callers apart. platform: App Service authentication with Entra ID (configured here) validates tokens and names the caller; jwt: the app validates bearer tokens itself; none: one shared owner, for a single trusted backend holding the function key. Empty: not chosen, and the app answers its user routes with 503 until it is.')
+@allowed([
+  ''
+  'none'
+  'platform'
+  'jwt'
+])
+param authMode string = ''
+
+@description('Client (application) id of the API\'s Entra ID app registration (platform mode; jwt mode with Entra ID).')
+param authClientId string = ''
+
+@description('AGENT_AUTH_AUDIENCE: audiences accepted tokens are issued for, comma-separated. Empty: the client id and api://<client id>.')
+param authAudience string = ''
+
+@description('AGENT_AUTH_ISSUER: issuer of accepted tokens. Empty: Entra ID v2.0 tokens of this tenant.')
+param authIssuer string = ''
+
 // ---------------------------------------------------------------- network
 
 @description('Integrate the app with a new virtual network and reach storage through private endpoints only.')
@@ -171,6 +191,11 @@ var modelAccountSubscriptionId = grantExistingModelRoles ? modelAccountIdParts[2
 var modelAccountResourceGroup = grantExistingModelRoles ? modelAccountIdParts[4] : rgName
 
 var deployerPrincipalId = grantDeployerAccess ? principalId : ''
+
+// ---------------------------------------------------------------- authentication
+// Entra ID v2.0 access tokens carry the client id as aud, v1.0 tokens the application id URI.
+var authAudiences = empty(authAudience) ? [authClientId, 'api://${authClientId}'] : split(authAudience, ',')
+var authIssuerUrl = empty(authIssuer) ? '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0' : authIssuer
 
 // ---------------------------------------------------------------- the function app's own settings
 // Exactly the settings agent_core reads (service/settings.py), besides those the function-app module
@@ -321,6 +346,18 @@ module functionApp 'modules/function-app.bicep' = {
   dependsOn: [
     rbac
   ]
+}
+
+// App Service authentication in front of the app, in platform mode only.
+module appAuth 'modules/app-auth.bicep' = if (authMode == 'platform') {
+  name: 'app-auth'
+  scope: rg
+  params: {
+    functionAppName: functionApp.outputs.name
+    clientId: authClientId
+    allowedAudiences: authAudiences
+    openIdIssuer: authIssuerUrl
+  }
 }
 
 // ---------------------------------------------------------------- role assignments (least privilege)
