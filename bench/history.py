@@ -22,9 +22,6 @@ from .storage import CountingStore, clone_partition
 OWNER = "anonymous"  # the principal the HTTP API uses when no platform header is sent
 AGENT = "general"
 ASSISTANT_TEXT = ("The answer, in a few sentences of ordinary length. " * 12)[:600]
-TTL_SECONDS = 86_400
-MAX_SESSION_BYTES = 64 << 20
-MAX_STATE_BYTES = 1 << 16
 
 
 def seed_messages(turn: int) -> list[Message]:
@@ -33,15 +30,7 @@ def seed_messages(turn: int) -> list[Message]:
 
 
 async def commit(seeder: CountingStore, stored: StoredSession, messages: list[Message]) -> StoredSession:
-    return await seeder.store.commit_turn(
-        stored,
-        messages,
-        state=stored.state,
-        service_session_id=stored.service_session_id,
-        ttl_seconds=TTL_SECONDS,
-        max_session_bytes=MAX_SESSION_BYTES,
-        max_state_bytes=MAX_STATE_BYTES,
-    )
+    return await seeder.store.commit_turn(stored, messages)
 
 
 class HistorySeeder:
@@ -62,8 +51,6 @@ class HistorySeeder:
             history="local",
             service_session_id=None,
             state={},
-            ttl_seconds=TTL_SECONDS,
-            max_state_bytes=MAX_STATE_BYTES,
         )
 
     async def new_session(self, prefix: str, turns: int) -> StoredSession:

@@ -19,9 +19,11 @@ from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
-from service.storage import HEADER_RK, STORAGE_RETRIES, RequestCounter, TableSessionStore
+from service.storage import HEADER_RK, STORAGE_RETRIES, RequestCounter, StoreLimits, TableSessionStore
 
 _BATCH = 100  # entities per transaction
+LIMITS = StoreLimits(ttl_seconds=86_400, max_session_bytes=64 << 20, max_state_bytes=1 << 16)
+"""The bench's stores: a day's TTL and room for the longest seeded history."""
 
 
 class BodyBytes(SansIOHTTPPolicy[Any, Any]):
@@ -60,7 +62,7 @@ class CountingStore:
         client = TableClient.from_connection_string(
             connection_string, table, per_call_policies=[counter, body_bytes], retry_total=STORAGE_RETRIES
         )
-        return cls(TableSessionStore(client, counter=counter), body_bytes)
+        return cls(TableSessionStore(client, LIMITS, counter=counter), body_bytes)
 
     async def close(self) -> None:
         await self.store.close()

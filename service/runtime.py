@@ -18,7 +18,7 @@ from agent_core.providers import BaseContextProvider
 from agent_core.tools import FunctionTool
 
 from .settings import AppSettings
-from .storage import TableSessionStore
+from .storage import StoreLimits, TableSessionStore
 
 logger = logging.getLogger(__name__)
 
@@ -47,11 +47,17 @@ class AgentSpec:
         )
 
 
+def store_limits(settings: AppSettings) -> StoreLimits:
+    """The TTL and size limits the store enforces, from the settings."""
+    limits = settings.limits
+    return StoreLimits(settings.session_ttl_seconds, limits.max_session_bytes, limits.max_state_bytes)
+
+
 def build_store(settings: AppSettings) -> TableSessionStore:
     """Connection string (Azurite: UseDevelopmentStorage=true), else the table endpoint with managed identity."""
     table = settings.sessions_table
     if settings.session_storage:
-        return TableSessionStore.from_connection_string(settings.session_storage, table)
+        return TableSessionStore.from_connection_string(settings.session_storage, table, store_limits(settings))
     if settings.session_storage_table_uri:
         from azure.identity.aio import DefaultAzureCredential
 
@@ -60,6 +66,7 @@ def build_store(settings: AppSettings) -> TableSessionStore:
             settings.session_storage_table_uri,
             table,
             credential=DefaultAzureCredential(managed_identity_client_id=client_id),
+            limits=store_limits(settings),
         )
     raise ConfigurationError(
         "no session storage configured: set SessionStorage (a connection string; UseDevelopmentStorage=true "
@@ -166,3 +173,4 @@ class RuntimeHolder:
         self._settings = settings
         if self._runtime is not None:
             self._runtime.settings = settings
+            self._runtime.store = self._runtime.store.with_limits(store_limits(settings))

@@ -1,9 +1,12 @@
-"""One turn of a stored session: load (one query), run the agent, commit (one transaction) — or write nothing."""
+"""One turn of a stored session: load (one query), run the agent, commit (one transaction) — or write nothing.
+
+`turn()` is the whole walk; the HTTP layer only parses and validates before calling it, and answers after.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from agent_core.agents import AgentResponse, AgentResponseUpdate
@@ -30,6 +33,17 @@ class StoredHistoryProvider(BaseHistoryProvider):
         self.new_messages.extend(messages)
 
 
+@dataclass(frozen=True)
+class TurnRequest:
+    """A validated turn: whose session, the input messages (approval decisions included) and model options."""
+
+    owner: str
+    session_id: str
+    messages: list[Message]
+    options: dict[str, Any]
+    stream: bool = False
+
+
 @dataclass
 class TurnResult:
     response: AgentResponse
@@ -44,46 +58,40 @@ class TurnEvent:
     result: TurnResult | None = None
 
 
-class Turn:
-    """Runs one turn of `stored` and commits it; every failure leaves the stored session untouched."""
+async def turn(runtime: Runtime, spec: AgentSpec, request: TurnRequest) -> AsyncIterator[TurnEvent]:
+    """Load the session, run the agent on it and commit the turn; every failure leaves the session untouched.
 
-    def __init__(self, runtime: Runtime, spec: AgentSpec, stored: StoredSession) -> None:
-        self.runtime = runtime
-        self.stored = stored
-        self.history = StoredHistoryProvider(stored.messages)
-        self.agent = spec.build(runtime.client, runtime.settings, self.history)
-        self.session = AgentSession(stored.session_id, stored.service_session_id, stored.state)
-        self.owns_conversation: bool | None = None
-
-    async def _start_service_conversation(self) -> None:
-        """A service-mode session gets its server-side conversation on its first turn."""
-        if self.stored.history == "service" and not self.session.service_session_id:
-            metadata = {"session_id": self.stored.session_id, "agent": self.stored.agent}
-            self.session.service_session_id = await self.runtime.client.create_conversation(metadata=metadata)
-            self.owns_conversation = True
-
-    async def run(self, messages: list[Message], options: dict[str, Any]) -> TurnResult:
-        await self._start_service_conversation()
-        response = await self.agent.run(messages, session=self.session, options=options)
-        return await self._commit(response)
-
-    async def stream(self, messages: list[Message], options: dict[str, Any]) -> AsyncIterator[TurnEvent]:
-        await self._start_service_conversation()
-        stream = self.agent.run(messages, session=self.session, stream=True, options=options)
+    Yields the run's updates when `request.stream` is set, and always ends with the committed result.
+    """
+    stored = await runtime.store.load(request.owner, spec.name, request.session_id)
+    history = StoredHistoryProvider(stored.messages)
+    agent = spec.build(runtime.client, runtime.settings, history)
+    session = AgentSession(stored.session_id, stored.service_session_id, stored.state)
+    owns_conversation = stored.owns_conversation
+    if stored.history == "service" and not session.service_session_id:
+        # a service-mode session gets its server-side conversation on its first turn
+        metadata = {"session_id": stored.session_id, "agent": stored.agent}
+        session.service_session_id = await runtime.client.create_conversation(metadata=metadata)
+        owns_conversation = True
+    if request.stream:
+        stream = agent.run(request.messages, session=session, stream=True, options=request.options)
         async for update in stream:
             yield TurnEvent(update=update)
-        yield TurnEvent(result=await self._commit(await stream.get_final_response()))
+        response = await stream.get_final_response()
+    else:
+        response = await agent.run(request.messages, session=session, options=request.options)
+    updated = replace(
+        stored,
+        state=session.state,
+        service_session_id=session.service_session_id,
+        owns_conversation=owns_conversation,
+    )
+    yield TurnEvent(result=TurnResult(response, await runtime.store.commit_turn(updated, history.new_messages)))
 
-    async def _commit(self, response: AgentResponse) -> TurnResult:
-        limits = self.runtime.settings.limits
-        committed = await self.runtime.store.commit_turn(
-            self.stored,
-            self.history.new_messages,
-            state=self.session.state,
-            service_session_id=self.session.service_session_id,
-            owns_conversation=self.owns_conversation,
-            ttl_seconds=self.runtime.settings.session_ttl_seconds,
-            max_session_bytes=limits.max_session_bytes,
-            max_state_bytes=limits.max_state_bytes,
-        )
-        return TurnResult(response, committed)
+
+async def run_turn(runtime: Runtime, spec: AgentSpec, request: TurnRequest) -> TurnResult:
+    """`turn()` to its end: the committed result."""
+    async for event in turn(runtime, spec, request):
+        if event.result is not None:
+            return event.result
+    raise AssertionError("a turn always ends with its result")

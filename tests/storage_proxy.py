@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import socket
 import threading
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import httpx2
+
+from devtools.serving import ThreadedServer
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -23,11 +23,8 @@ class StorageProxy:
         self.upstream = upstream.rstrip("/")
         self._faults: deque[tuple[str, int]] = deque()
         self._lock = threading.Lock()
-        self._sock = socket.socket()
-        self._sock.bind(("127.0.0.1", 0))
-        self.port = int(self._sock.getsockname()[1])
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
+        self._server = ThreadedServer(self, name="storage-proxy")
+        self.port = self._server.port
         self._client: httpx2.AsyncClient | None = None
 
     def fail_next(self, method: str, status: int = 503, *, count: int = 1) -> None:
@@ -76,21 +73,8 @@ class StorageProxy:
         await send({"type": "http.response.body", "body": response.content})
 
     def start(self) -> StorageProxy:
-        import uvicorn
-
-        config = uvicorn.Config(self, lifespan="off", log_level="warning")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("storage proxy did not start")
-            time.sleep(0.01)
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._server.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,39 +12,33 @@ from agent_core import Message
 from agent_core.openai import OpenAIResponsesClient
 from devtools.echo_model import EchoModelServer
 from service.expiry import sweep
-from service.storage import SessionExistsError, SessionNotFoundError, StoredSession, TableSessionStore
+from service.storage import SessionExistsError, SessionNotFoundError, StoredSession, StoreLimits, TableSessionStore
 
 from .azurite import Azurite
 
 T0 = datetime(2026, 1, 1, 12, 0, 30, tzinfo=UTC)
 
 
-async def make(store: TableSessionStore, sid: str, ttl: int, *, at: datetime = T0, **kw) -> StoredSession:
-    return await store.create(
+def ttl(store: TableSessionStore, seconds: int) -> TableSessionStore:
+    """The same table with a sliding TTL of `seconds`."""
+    return store.with_limits(StoreLimits(ttl_seconds=seconds, max_session_bytes=1 << 20, max_state_bytes=4096))
+
+
+async def make(store: TableSessionStore, sid: str, seconds: int, *, at: datetime = T0, **kw) -> StoredSession:
+    return await ttl(store, seconds).create(
         owner="o",
         agent="general",
         session_id=sid,
         history=kw.get("history", "local"),
         service_session_id=kw.get("service_session_id"),
         state={},
-        ttl_seconds=ttl,
-        max_state_bytes=4096,
         now=at,
     )
 
 
-async def turn(store: TableSessionStore, session: StoredSession, ttl: int, at: datetime, **kw) -> StoredSession:
-    return await store.commit_turn(
-        session,
-        [Message("user", text="hi"), Message("assistant", text="hello")],
-        state={},
-        service_session_id=session.service_session_id,
-        ttl_seconds=ttl,
-        max_session_bytes=1 << 20,
-        max_state_bytes=4096,
-        now=at,
-        **kw,
-    )
+async def turn(store: TableSessionStore, session: StoredSession, seconds: int, at: datetime) -> StoredSession:
+    messages = [Message("user", text="hi"), Message("assistant", text="hello")]
+    return await ttl(store, seconds).commit_turn(replace(session, state={}), messages, now=at)
 
 
 async def rows(store: TableSessionStore, pk: str) -> list[str]:
@@ -133,17 +128,7 @@ async def test_service_conversations_deleted_when_configured(store: TableSession
     client = OpenAIResponsesClient(model="m", api_key="k", base_url=model_server.base_url, max_retries=0)
     kept_id, gone_id = await client.create_conversation(), await client.create_conversation()
     owned = await make(store, "owned", 60, history="service")
-    await store.commit_turn(
-        owned,
-        [],
-        state={},
-        service_session_id=gone_id,
-        owns_conversation=True,
-        ttl_seconds=60,
-        max_session_bytes=1 << 20,
-        max_state_bytes=4096,
-        now=T0,
-    )
+    await ttl(store, 60).commit_turn(replace(owned, service_session_id=gone_id, owns_conversation=True), [], now=T0)
     await make(store, "attached", 60, history="service", service_session_id=kept_id)
     result = await sweep(store, now=T0 + timedelta(minutes=5), client=client, delete_conversations=True)
     assert (result.expired, result.conversations_deleted) == (2, 1)

@@ -7,7 +7,7 @@ import math
 import httpx2
 
 from agent_core import Message
-from service.storage import StoredSession, TableSessionStore
+from service.storage import StoredSession, StoreLimits, TableSessionStore
 
 from .azurite import Azurite
 from .conftest import FunctionAppServer
@@ -21,15 +21,7 @@ async def seed_turns(seeder: TableSessionStore, stored: StoredSession, until: in
     while stored.turns < until:
         n = stored.turns
         messages = [Message("user", text=f"question {n} {FILLER}"), Message("assistant", text=f"answer {n} {FILLER}")]
-        stored = await seeder.commit_turn(
-            stored,
-            messages,
-            state=stored.state,
-            service_session_id=None,
-            ttl_seconds=3600,
-            max_session_bytes=64 << 20,
-            max_state_bytes=1 << 16,
-        )
+        stored = await seeder.commit_turn(stored, messages)
     return stored
 
 
@@ -40,7 +32,7 @@ async def test_round_trips_stay_flat_and_long_history_works(
     sid = session["session_id"]
     url = f"/agents/general/sessions/{sid}/messages"
     seeder = TableSessionStore.from_connection_string(
-        azurite.connection_string, function_app_server.env["AGENT_SESSIONS_TABLE"]
+        azurite.connection_string, function_app_server.env["AGENT_SESSIONS_TABLE"], StoreLimits(3600, 64 << 20)
     )
     store = function_app_server.store
     try:

@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from agent_core import Content, Message
 from service.storage import (
+    InvalidSessionIdError,
     SessionConflictError,
     SessionExistsError,
     SessionNotFoundError,
     StoredSession,
+    StoreLimits,
     TableSessionStore,
     TurnTooLargeError,
     partition_key,
 )
-
-LIMITS = {"ttl_seconds": 3600, "max_session_bytes": 64 * 1024 * 1024, "max_state_bytes": 256 * 1024}
 
 
 async def new_session(store: TableSessionStore, session_id: str = "s1", **kw) -> StoredSession:
@@ -29,8 +30,6 @@ async def new_session(store: TableSessionStore, session_id: str = "s1", **kw) ->
         history=kw.get("history", "local"),
         service_session_id=None,
         state=kw.get("state", {}),
-        ttl_seconds=3600,
-        max_state_bytes=LIMITS["max_state_bytes"],
     )
 
 
@@ -39,15 +38,7 @@ def turn(n: int, size: int = 10) -> list[Message]:
 
 
 async def commit(store: TableSessionStore, session: StoredSession, messages: list[Message]) -> StoredSession:
-    return await store.commit_turn(
-        session,
-        messages,
-        state=session.state,
-        service_session_id=session.service_session_id,
-        ttl_seconds=LIMITS["ttl_seconds"],
-        max_session_bytes=LIMITS["max_session_bytes"],
-        max_state_bytes=LIMITS["max_state_bytes"],
-    )
+    return await store.commit_turn(session, messages)
 
 
 async def test_create_load_commit_roundtrip(store: TableSessionStore):
@@ -76,7 +67,7 @@ async def test_other_owner_or_agent_sees_nothing(store: TableSessionStore):
     with pytest.raises(SessionNotFoundError):
         await store.load("alice", "shopping", "s1")
     assert partition_key("alice", "general", "s1") != partition_key("mallory", "general", "s1")
-    with pytest.raises(ValueError, match="session_id"):
+    with pytest.raises(InvalidSessionIdError, match="session_id"):
         partition_key("alice", "general", "x' or PartitionKey ne '")
 
 
@@ -113,15 +104,7 @@ async def test_large_values_are_split_transparently(store: TableSessionStore):
     loaded = await store.load("alice", "general", "s1")
     assert [m.text for m in loaded.messages] == [wide, big]
     big_state = {"blob": "y" * 100_000}
-    await store.commit_turn(
-        loaded,
-        [],
-        state=big_state,
-        service_session_id=None,
-        ttl_seconds=60,
-        max_session_bytes=LIMITS["max_session_bytes"],
-        max_state_bytes=LIMITS["max_state_bytes"],
-    )
+    await store.commit_turn(replace(loaded, state=big_state), [])
     assert (await store.load("alice", "general", "s1")).state == big_state
 
 
@@ -130,16 +113,9 @@ async def test_too_large_turns_and_sessions_write_nothing(store: TableSessionSto
     huge = "".join(secrets.token_hex(32) for _ in range(80_000))  # ~5 MB, more than a transaction holds
     with pytest.raises(TurnTooLargeError, match="transaction"):
         await commit(store, session, [Message("assistant", text=huge)])
+    small = store.with_limits(StoreLimits(ttl_seconds=60, max_session_bytes=1000, max_state_bytes=1000))
     with pytest.raises(TurnTooLargeError, match="limit is 1000"):
-        await store.commit_turn(
-            session,
-            turn(1, size=2000),
-            state={},
-            service_session_id=None,
-            ttl_seconds=60,
-            max_session_bytes=1000,
-            max_state_bytes=1000,
-        )
+        await small.commit_turn(session, turn(1, size=2000))
     loaded = await store.load("alice", "general", "s1")
     assert (loaded.turns, loaded.messages, loaded.etag) == (0, [], session.etag)
 
@@ -148,7 +124,7 @@ async def test_expired_session_is_not_found_and_delete_is_whole(store: TableSess
     session = await new_session(store)
     session = await commit(store, session, turn(1))
     with pytest.raises(SessionNotFoundError):
-        await store.load("alice", "general", "s1", now=datetime.now(UTC) + timedelta(hours=2))
+        await store.load("alice", "general", "s1", now=datetime.now(UTC) + timedelta(days=2))
     assert await store.delete(session) is True
     with pytest.raises(SessionNotFoundError):
         await store.load("alice", "general", "s1")
@@ -157,12 +133,12 @@ async def test_expired_session_is_not_found_and_delete_is_whole(store: TableSess
 
 
 def test_load_selects_every_header_column():
-    from service.storage import _HEADER_COLUMNS, _header_entity
+    from service.storage.layout import HEADER_COLUMNS, header_entity
 
     session = StoredSession(
         pk="p", session_id="s", owner="o", agent="a", history="local", service_session_id=None, state={},
         created_at=datetime.now(UTC), updated_at=datetime.now(UTC), expires_at=datetime.now(UTC),
         turns=0, inc="i", size_bytes=0,
     )  # fmt: skip
-    columns = set(_header_entity(session, {}).keys()) - {"PartitionKey", "RowKey"}
-    assert columns <= set(_HEADER_COLUMNS)  # a new header field must be added to the load's select list
+    columns = set(header_entity(session, {}).keys()) - {"PartitionKey", "RowKey"}
+    assert columns <= set(HEADER_COLUMNS)  # a new header field must be added to the load's select list

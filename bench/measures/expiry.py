@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from time import perf_counter
 from typing import Any
@@ -27,16 +28,16 @@ CONCURRENCY = 64
 
 
 async def create_sessions(store: TableSessionStore, count: int, prefix: str, *, now: datetime, ttl: int) -> None:
+    with_ttl = store.with_limits(replace(store.limits, ttl_seconds=ttl))
+
     async def one(n: int) -> None:
-        await store.create(
+        await with_ttl.create(
             owner="bench",
             agent="general",
             session_id=f"{prefix}-{n}",
             history="local",
             service_session_id=None,
             state={},
-            ttl_seconds=ttl,
-            max_state_bytes=4096,
             now=now,
         )
 

@@ -1,0 +1,138 @@
+"""Request bodies and query parameters as pydantic models, read and validated before any work is done."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal, Self, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from starlette.requests import Request
+
+from agent_core.messages import Content, Message
+
+from ..settings import Limits
+from ..storage import SESSION_ID_PATTERN
+from .problems import HttpError, bad_request, invalid, too_large
+from .views import decode_cursor
+
+CLIENT_OPTIONS = frozenset(
+    {"temperature", "top_p", "max_output_tokens", "parallel_tool_calls", "reasoning", "text", "truncation"}
+)
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CreateSessionBody(_Body):
+    session_id: str | None = Field(default=None, pattern=SESSION_ID_PATTERN.pattern)
+    history: Literal["local", "service"] = "local"
+    service_session_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,256}$")
+    state: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def history_mode(self) -> Literal["local", "service"]:
+        """Attaching a service conversation implies service-managed history."""
+        return "service" if self.service_session_id else self.history
+
+
+class InputMessage(_Body):
+    role: Literal["user", "assistant"] = "user"
+    text: str
+
+
+class ApprovalDecision(_Body):
+    id: str = Field(min_length=1, max_length=256)
+    approved: bool
+
+
+class TurnBody(_Body):
+    message: str | None = None
+    messages: list[InputMessage] | None = None
+    approvals: list[ApprovalDecision] = Field(default_factory=list)
+    options: dict[str, Any] = Field(default_factory=dict)
+    stream: bool = False
+
+    @field_validator("options")
+    @classmethod
+    def _known_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(options) - CLIENT_OPTIONS)
+        if unknown:
+            raise ValueError(f"unsupported options {unknown}; allowed: {sorted(CLIENT_OPTIONS)}")
+        return options
+
+    @model_validator(mode="after")
+    def _one_input(self) -> Self:
+        if self.message is not None and self.messages is not None:
+            raise ValueError("send either 'message' or 'messages', not both")
+        if self.message is None and not self.messages and not self.approvals:
+            raise ValueError("send 'message', 'messages' or 'approvals'")
+        return self
+
+    def inputs(self) -> list[InputMessage]:
+        return [InputMessage(text=self.message)] if self.message is not None else list(self.messages or [])
+
+    def to_messages(self, limits: Limits) -> list[Message]:
+        """The turn's input messages (decisions last), refused with 413 when over a configured limit."""
+        inputs = self.inputs()
+        if len(inputs) > limits.max_messages_per_turn:
+            raise too_large(f"at most {limits.max_messages_per_turn} messages per turn")
+        if any(len(item.text) > limits.max_message_chars for item in inputs):
+            raise too_large(f"a message is over {limits.max_message_chars} characters")
+        messages = [Message(role=item.role, text=item.text) for item in inputs]
+        if self.approvals:
+            decisions = [Content.from_function_approval_response(d.id, d.approved) for d in self.approvals]
+            messages.append(Message(role="user", contents=decisions))
+        return messages
+
+
+class HistoryQuery(BaseModel):
+    """GET .../messages query. Other parameters are left alone: the platform's `code` key arrives here too."""
+
+    limit: int = Field(default=50, ge=1, le=200)
+    cursor: int = Field(default=0, description="the index after which the page starts, decoded from the cursor")
+
+    @field_validator("cursor", mode="before")
+    @classmethod
+    def _decode(cls, value: Any) -> Any:
+        return decode_cursor(value) if isinstance(value, str) else value
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def parse(model: type[ModelT], data: dict[str, Any], what: str = "the request body") -> ModelT:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise invalid(exc, what) from None
+
+
+def parse_query(model: type[ModelT], request: Request) -> ModelT:
+    return parse(model, dict(request.query_params), "the query")
+
+
+async def read_json(request: Request, max_bytes: int, *, required: bool) -> dict[str, Any]:
+    """The body as a JSON object, refused (413) as soon as it passes `max_bytes`."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise too_large(f"the request body is over {max_bytes} bytes")
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > max_bytes:
+            raise too_large(f"the request body is over {max_bytes} bytes")
+    if not raw.strip():
+        if required:
+            raise bad_request("a JSON body is required")
+        return {}
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json" and not content_type.endswith("+json"):
+        raise HttpError(415, "Unsupported Media Type", "send the body as application/json")
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise bad_request(f"malformed JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise bad_request("the JSON body must be an object")
+    return data

@@ -1,0 +1,151 @@
+"""The handlers behind function_app.py's routes: parse and validate, call the store or one turn, answer.
+
+Handlers take and return Starlette (FastAPI) objects, the types the Azure Functions HTTP streaming
+extension passes in and expects back. Each is a plain method under `@handler(...)`, which answers 405
+for other methods, hands the handler the process's runtime and turns any exception into problem+json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from agent_core.sessions import new_session_id
+
+from ..expiry import SweepResult, sweep
+from ..runtime import AgentSpec, Runtime, RuntimeHolder
+from ..storage import SessionConflictError
+from ..turns import TurnRequest, run_turn, turn
+from .bodies import CreateSessionBody, HistoryQuery, TurnBody, parse, parse_query, read_json
+from .problems import method_not_allowed, not_found, to_http_error
+from .sse import EVENT_STREAM, stream_response
+from .views import history_page, session_detail, session_view, turn_payload
+
+PRINCIPAL_HEADER = "x-ms-client-principal-id"
+ANONYMOUS = "anonymous"
+
+Handler = Callable[["HttpApi", Runtime, Request], Awaitable[Response]]
+Route = Callable[["HttpApi", Request], Awaitable[Response]]
+
+
+def handler(*methods: str) -> Callable[[Handler], Route]:
+    """A route's handler: 405 for other methods, the runtime passed in, every exception as problem+json."""
+
+    def decorate(fn: Handler) -> Route:
+        @functools.wraps(fn)
+        async def route(api: HttpApi, request: Request) -> Response:
+            if request.method not in methods:
+                return method_not_allowed(request, methods)
+            try:
+                return await fn(api, await api.runtime.get(), request)
+            except Exception as exc:
+                return to_http_error(exc).response()
+
+        return route
+
+    return decorate
+
+
+def owner(request: Request) -> str:
+    return request.headers.get(PRINCIPAL_HEADER) or ANONYMOUS
+
+
+def agent_spec(runtime: Runtime, request: Request) -> AgentSpec:
+    spec = runtime.agents.get(request.path_params.get("agent", ""))
+    if spec is None:
+        raise not_found("agent")
+    return spec
+
+
+def session_id(request: Request) -> str:
+    return str(request.path_params.get("session_id", ""))
+
+
+class HttpApi:
+    """The routes' handlers, sharing one lazily built runtime per process."""
+
+    def __init__(self, agents: dict[str, AgentSpec]) -> None:
+        self.runtime = RuntimeHolder(agents)
+        self._background: set[asyncio.Task[None]] = set()
+
+    # agents/{agent}/sessions
+    @handler("POST")
+    async def sessions(self, runtime: Runtime, request: Request) -> Response:
+        spec = agent_spec(runtime, request)
+        data = await read_json(request, runtime.settings.limits.max_request_bytes, required=False)
+        body = parse(CreateSessionBody, data)
+        stored = await runtime.store.create(
+            owner=owner(request),
+            agent=spec.name,
+            session_id=body.session_id or new_session_id(),
+            history=body.history_mode,
+            service_session_id=body.service_session_id,
+            state=body.state,
+        )
+        location = f"{request.url.path.rstrip('/')}/{stored.session_id}"
+        return JSONResponse(session_view(stored), status_code=201, headers={"Location": location})
+
+    # agents/{agent}/sessions/{session_id}
+    @handler("GET", "DELETE")
+    async def session(self, runtime: Runtime, request: Request) -> Response:
+        spec = agent_spec(runtime, request)
+        stored = await runtime.store.load(owner(request), spec.name, session_id(request), with_history=False)
+        if request.method == "GET":
+            return JSONResponse(session_detail(stored))
+        if not await runtime.store.delete(stored):
+            raise SessionConflictError("the session changed while being deleted")
+        if runtime.settings.delete_service_conversations and stored.owns_conversation and stored.service_session_id:
+            await runtime.client.delete_conversation(stored.service_session_id)
+        return Response(status_code=204)
+
+    # agents/{agent}/sessions/{session_id}/messages
+    @handler("GET", "POST")
+    async def messages(self, runtime: Runtime, request: Request) -> Response:
+        spec = agent_spec(runtime, request)
+        if request.method == "GET":
+            query = parse_query(HistoryQuery, request)
+            _, page, next_after = await runtime.store.list_messages(
+                owner(request), spec.name, session_id(request), after=query.cursor, limit=query.limit
+            )
+            return JSONResponse(history_page(page, next_after))
+        limits = runtime.settings.limits
+        body = parse(TurnBody, await read_json(request, limits.max_request_bytes, required=True))
+        stream = body.stream or EVENT_STREAM in request.headers.get("accept", "")
+        turn_request = TurnRequest(owner(request), session_id(request), body.to_messages(limits), body.options, stream)
+        if stream:
+            return await stream_response(turn(runtime, spec, turn_request), self._background)
+        return JSONResponse(turn_payload(await run_turn(runtime, spec, turn_request)))
+
+    # health
+    @handler("GET")
+    async def health(self, runtime: Runtime, request: Request) -> Response:
+        return JSONResponse(
+            {
+                "status": "ok",
+                "model": runtime.model_kind,
+                "agents": sorted(runtime.agents),
+                "time": datetime.now(UTC).isoformat(),
+            }
+        )
+
+    # timer
+    async def sweep(self) -> SweepResult:
+        runtime = await self.runtime.get()
+        return await sweep(
+            runtime.store, client=runtime.client, delete_conversations=runtime.settings.delete_service_conversations
+        )
+
+    async def close(self) -> None:
+        """Finish background turns, then close the runtime's clients (dev server shutdown, tests)."""
+        await self.drain()
+        await self.runtime.close()
+
+    async def drain(self) -> None:
+        """Wait for streamed turns still running in the background (shutdown, tests)."""
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)

@@ -1,0 +1,120 @@
+"""Errors as application/problem+json (RFC 9457): client mistakes are 4xx, upstream trouble 5xx, never a trace."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from agent_core.exceptions import (
+    AgentInputError,
+    ApprovalError,
+    ConfigurationError,
+    ModelAuthenticationError,
+    ModelBadRequestError,
+    ModelError,
+    ModelRateLimitError,
+    ModelTimeoutError,
+    SessionSerializationError,
+)
+
+from ..storage import (
+    InvalidSessionIdError,
+    SessionConflictError,
+    SessionExistsError,
+    SessionNotFoundError,
+    StorageUnavailableError,
+    TurnTooLargeError,
+)
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class HttpError(Exception):
+    """An error answered as application/problem+json."""
+
+    def __init__(self, status: int, title: str, detail: str, *, retry_after: float | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status, self.title, self.detail, self.retry_after, self.extra = status, title, detail, retry_after, extra
+
+    def body(self) -> dict[str, Any]:
+        return {"type": "about:blank", "title": self.title, "status": self.status, "detail": self.detail, **self.extra}
+
+    def response(self, headers: dict[str, str] | None = None) -> Response:
+        headers = dict(headers or {})
+        if self.retry_after is not None:
+            headers["Retry-After"] = str(max(1, math.ceil(self.retry_after)))
+        return JSONResponse(self.body(), status_code=self.status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def not_found(what: str) -> HttpError:
+    return HttpError(404, "Not Found", f"no such {what}")
+
+
+def too_large(detail: str) -> HttpError:
+    return HttpError(413, "Content Too Large", detail)
+
+
+def bad_request(detail: str, **extra: Any) -> HttpError:
+    return HttpError(400, "Bad Request", detail, **extra)
+
+
+def invalid(exc: ValidationError, what: str = "the request body") -> HttpError:
+    """400 naming each invalid field."""
+    errors = [
+        {"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]}
+        for e in exc.errors(include_url=False)
+    ]
+    return bad_request(f"{what} is not valid", errors=errors)
+
+
+def to_http_error(exc: Exception) -> HttpError:
+    """The problem for an exception."""
+    match exc:
+        case HttpError():
+            return exc
+        case SessionNotFoundError() | InvalidSessionIdError():
+            return not_found("session")
+        case SessionExistsError():
+            return HttpError(409, "Conflict", str(exc))
+        case SessionConflictError():
+            return HttpError(409, "Conflict", f"{exc}; retry the turn")
+        case ApprovalError():
+            return HttpError(409, "Conflict", str(exc), pending_approvals=exc.pending_ids)
+        case TurnTooLargeError():
+            return too_large(str(exc))
+        case SessionSerializationError() | AgentInputError():
+            return bad_request(str(exc))
+        case StorageUnavailableError():
+            return HttpError(
+                503, "Service Unavailable", "session storage is busy or unavailable", retry_after=exc.retry_after
+            )
+        case ModelRateLimitError():
+            status = 429 if exc.status_code == 429 else 503
+            title = "Too Many Requests" if status == 429 else "Service Unavailable"
+            return HttpError(
+                status, title, "the model service is throttling requests", retry_after=exc.retry_after or 1
+            )
+        case ModelTimeoutError():
+            return HttpError(504, "Gateway Timeout", "the model did not answer in time")
+        case ModelBadRequestError():
+            return bad_request(f"the model service rejected the request: {exc}")
+        case ModelAuthenticationError():
+            return HttpError(502, "Bad Gateway", "the app could not authenticate to the model service")
+        case ModelError():
+            return HttpError(502, "Bad Gateway", "the model service failed")
+        case ConfigurationError():
+            return HttpError(503, "Service Unavailable", f"the app is not configured: {exc}")
+    logger.exception("unhandled error", exc_info=exc)
+    return HttpError(500, "Internal Server Error", "unexpected error; see the app's logs")
+
+
+def method_not_allowed(request: Request, allowed: tuple[str, ...]) -> Response:
+    detail = f"{request.method} is not allowed here; use {', '.join(allowed)}"
+    return HttpError(405, "Method Not Allowed", detail).response({"Allow": ", ".join(allowed)})

@@ -1,0 +1,104 @@
+"""What the HTTP API shows: sessions, turn replies and history pages as JSON, and the history cursor codec.
+
+`state` is shown as plain JSON (what the client gave and providers wrote), never the store's `$type`
+encoding; the approvals the runtime keeps in the state are their own field.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel
+
+from agent_core.agents import APPROVALS_KEY, AgentResponse
+from agent_core.messages import Content, Message
+
+from ..storage import StoredSession
+from ..turns import TurnResult
+
+
+def session_view(stored: StoredSession) -> dict[str, Any]:
+    """A session's metadata (the reply to create, and part of GET)."""
+    return {
+        "session_id": stored.session_id,
+        "agent": stored.agent,
+        "history": stored.history,
+        "service_session_id": stored.service_session_id,
+        "created_at": stored.created_at.isoformat(),
+        "updated_at": stored.updated_at.isoformat(),
+        "expires_at": stored.expires_at.isoformat(),
+        "turns": stored.turns,
+        "message_count": stored.message_count,
+    }
+
+
+def session_detail(stored: StoredSession) -> dict[str, Any]:
+    """GET of a session: metadata, `state` as plain JSON, and the pending approval requests."""
+    state = {k: v for k, v in stored.state.items() if k != APPROVALS_KEY}
+    pending: list[Content] = stored.state.get(APPROVALS_KEY, {}).get("requests", [])
+    return {**session_view(stored), "state": plain_json(state), "pending_approvals": approvals(pending)}
+
+
+def plain_json(value: Any) -> Any:
+    """A state value as the JSON a client reads: models dumped, `to_dict()` objects as their dicts, tuples as lists."""
+    if isinstance(value, dict):
+        return {k: plain_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_json(v) for v in value]
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", exclude_defaults=True)
+    to_dict = getattr(value, "to_dict", None)
+    if callable(to_dict):
+        return plain_json(to_dict())
+    return value
+
+
+def approvals(requests: Sequence[Content]) -> list[dict[str, Any]]:
+    return [{"id": r.id, "name": r.name, "arguments": r.arguments} for r in requests]
+
+
+def messages_json(messages: Sequence[Message]) -> list[dict[str, Any]]:
+    return [m.model_dump(mode="json", exclude_defaults=True) for m in messages]
+
+
+def turn_payload(result: TurnResult) -> dict[str, Any]:
+    """The JSON reply to a turn (also the `done` event of a streamed turn)."""
+    response: AgentResponse = result.response
+    stored = result.session
+    return {
+        "session_id": stored.session_id,
+        "agent": stored.agent,
+        "turn": stored.turns,
+        "text": response.text,
+        "messages": messages_json(response.messages),
+        "usage": response.usage.model_dump(),
+        "response_id": response.response_id,
+        "service_session_id": stored.service_session_id,
+        "approval_requests": approvals(response.approval_requests),
+        "expires_at": stored.expires_at.isoformat(),
+    }
+
+
+def history_page(page: Sequence[Message], next_after: int | None) -> dict[str, Any]:
+    return {
+        "messages": messages_json(page),
+        "next_cursor": encode_cursor(next_after) if next_after is not None else None,
+    }
+
+
+def encode_cursor(after: int) -> str:
+    """An opaque history cursor: the index of the next message."""
+    return base64.urlsafe_b64encode(str(after).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """Inverse of `encode_cursor`; ValueError for anything this API did not return."""
+    try:
+        value = int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError("cursor is not valid") from None
+    if value < 0:
+        raise ValueError("cursor is not valid")
+    return value
