@@ -242,7 +242,7 @@ async def test_approval_round_trip_across_requests(http: httpx2.AsyncClient):
     assert done.json()["approval_requests"] == []
 
 
-async def test_parallel_turns_never_lose_duplicate_or_interleave(http: httpx2.AsyncClient, model: OfflineModel):
+async def test_parallel_turns_never_lose_duplicate_or_interleave(http: httpx2.AsyncClient, model: EchoModel):
     session = await create(http)
     model.stall_next(0.5, count=20)  # a turn takes long enough that the others run into it
     responses = await asyncio.gather(*(say(http, session, f"turn {n}") for n in range(20)))
@@ -329,7 +329,7 @@ BAD_TURNS: list[tuple[str, dict[str, Any], int]] = [
 
 @pytest.mark.parametrize(("case", "request_kw", "status"), BAD_TURNS, ids=[case for case, _, _ in BAD_TURNS])
 async def test_bad_turn_input_is_refused_and_writes_nothing(
-    http: httpx2.AsyncClient, model: OfflineModel, case: str, request_kw: dict[str, Any], status: int
+    http: httpx2.AsyncClient, model: EchoModel, case: str, request_kw: dict[str, Any], status: int
 ):
     session = await create(http)
     url = f"/agents/general/sessions/{session['session_id']}/messages"

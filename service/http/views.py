@@ -12,7 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from agent_core.agents import APPROVALS_KEY, AgentResponse
+from agent_core.agents import AgentResponse
+from agent_core.approvals import APPROVALS_KEY, pending_requests
 from agent_core.messages import Content, Message
 
 from ..storage import StoredSession
@@ -37,7 +38,7 @@ def session_view(stored: StoredSession) -> dict[str, Any]:
 def session_detail(stored: StoredSession) -> dict[str, Any]:
     """GET of a session: metadata, `state` as plain JSON, and the pending approval requests."""
     state = {k: v for k, v in stored.state.items() if k != APPROVALS_KEY}
-    pending: list[Content] = stored.state.get(APPROVALS_KEY, {}).get("requests", [])
+    pending = pending_requests(stored.state)
     return {**session_view(stored), "state": plain_json(state), "pending_approvals": approvals(pending)}
 
 
