@@ -217,6 +217,17 @@ class ResponsesClient:
             raise map_openai_error(exc) from exc
         return conversation.id
 
+    async def conversation_metadata(self, conversation_id: str) -> dict[str, str] | None:
+        """A server-side conversation's metadata (Conversations API retrieve); None if the service has no such one."""
+        try:
+            conversation = await self.client.conversations.retrieve(conversation_id)
+        except openai.NotFoundError:
+            return None
+        except openai.OpenAIError as exc:
+            raise map_openai_error(exc) from exc
+        metadata = conversation.metadata if isinstance(conversation.metadata, dict) else {}
+        return {str(key): str(value) for key, value in metadata.items()}
+
     async def delete_conversation(self, conversation_id: str) -> bool:
         """Delete a server-side conversation; False if the service no longer has it."""
         try:

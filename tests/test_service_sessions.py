@@ -70,3 +70,10 @@ async def test_delete_conversation(client: OpenAIResponsesClient):
     conversation_id = await client.create_conversation()
     assert await client.delete_conversation(conversation_id) is True
     assert await client.delete_conversation(conversation_id) is False
+
+
+async def test_conversation_metadata(client: OpenAIResponsesClient):
+    conversation_id = await client.create_conversation(metadata={"session_id": "s-1", "owner": "h"})
+    assert await client.conversation_metadata(conversation_id) == {"session_id": "s-1", "owner": "h"}
+    await client.delete_conversation(conversation_id)
+    assert await client.conversation_metadata(conversation_id) is None
