@@ -17,6 +17,7 @@ from agent_core.model_client import ResponsesClient
 from agent_core.providers import BaseContextProvider
 from agent_core.tools import FunctionTool
 
+from . import telemetry
 from .settings import AppSettings
 from .storage import StoreLimits, TableSessionStore
 
@@ -149,6 +150,7 @@ class RuntimeHolder:
         async with self._lock:
             if self._runtime is None:
                 settings = self._settings or AppSettings.from_env()
+                await telemetry.ensure_configured(settings.env)
                 store = build_store(settings)
                 client, kind = build_model_client(settings)
                 try:

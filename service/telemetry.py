@@ -12,6 +12,7 @@ With none of them nothing is configured and agent_core's instrumentation stays o
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Mapping
@@ -161,6 +162,26 @@ def configure_telemetry(config: TelemetryConfig, *, credential: TokenCredential 
         config.sensitive_data,
     )
     return True
+
+
+_configured: TelemetryConfig | None = None
+
+
+async def ensure_configured(env: Mapping[str, str]) -> bool:
+    """Configure telemetry from `env` on the first call of the process (the runtime's first build).
+
+    Building the exporters does blocking work (imports, Azure Monitor's setup), so it runs in a thread.
+    Later calls return whether telemetry is on; a different configuration then is refused, not ignored.
+    """
+    global _configured
+    config = TelemetryConfig.from_env(env)
+    if _configured is None:
+        if config.enabled:
+            await asyncio.to_thread(configure_telemetry, config)
+        _configured = config
+    elif config != _configured and config.enabled:
+        raise ConfigurationError("telemetry is configured once per process; restart to change its settings")
+    return _configured.enabled
 
 
 @dataclass

@@ -32,7 +32,7 @@ from agent_core import observability
 from agent_core.exceptions import ConfigurationError, ModelRateLimitError
 from agent_core.messages import Content, Message
 from agent_core.observability import OPERATION_DURATION_BUCKETS, TOKEN_USAGE_BUCKETS, OtelAttr
-from service.telemetry import ServiceMetrics, TelemetryConfig, aad_client_id
+from service.telemetry import ServiceMetrics, TelemetryConfig, aad_client_id, ensure_configured
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -376,6 +376,15 @@ def test_config_from_env() -> None:
         console=True,
         sensitive_data=False,
     )
+
+
+async def test_runtime_refuses_bad_telemetry_settings() -> None:
+    """The runtime's first build configures telemetry from the app settings; a bad value fails it loudly."""
+    assert await ensure_configured({}) is False
+    with pytest.raises(ConfigurationError, match="AGENT_TELEMETRY_CONSOLE"):
+        await ensure_configured({"AGENT_TELEMETRY_CONSOLE": "maybe"})
+    with pytest.raises(ConfigurationError, match="configured once per process"):
+        await ensure_configured({"AGENT_TELEMETRY_CONSOLE": "true"})
 
 
 def test_grpc_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
