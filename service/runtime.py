@@ -150,7 +150,7 @@ class RuntimeHolder:
         async with self._lock:
             if self._runtime is None:
                 settings = self._settings or AppSettings.from_env()
-                await telemetry.ensure_configured(settings.env)
+                await telemetry.ensure_configured(settings)
                 store = build_store(settings)
                 client, kind = build_model_client(settings)
                 try:

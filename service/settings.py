@@ -170,6 +170,31 @@ class AppSettings(_Settings):
     max_state_bytes: int = Field(
         262144, alias="AGENT_MAX_STATE_BYTES", ge=1024, description="Largest serialized session state (413 above)."
     )
+    # Telemetry (service/telemetry.py)
+    applicationinsights_connection_string: str | None = Field(
+        None,
+        alias="APPLICATIONINSIGHTS_CONNECTION_STRING",
+        description="Application Insights to export traces and metrics to (Azure Monitor OpenTelemetry).",
+    )
+    applicationinsights_authentication_string: str | None = Field(
+        None,
+        alias="APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+        description="`ClientId=<id>;Authorization=AAD`: export with that managed identity (local auth is off).",
+    )
+    otlp_endpoint: str | None = Field(
+        None,
+        alias="OTEL_EXPORTER_OTLP_ENDPOINT",
+        pattern=_HTTP_URL,
+        description="OTLP/HTTP collector to export traces and metrics to.",
+    )
+    telemetry_console: bool = Field(
+        False, alias="AGENT_TELEMETRY_CONSOLE", description="true: print spans to stdout (local runs)."
+    )
+    enable_sensitive_data: bool = Field(
+        False,
+        alias="ENABLE_SENSITIVE_DATA",
+        description="true: telemetry also records message content and tool arguments (not in production).",
+    )
 
     @property
     def limits(self) -> Limits:

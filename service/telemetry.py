@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 from agent_core import observability
 from agent_core.exceptions import ConfigurationError
 
+from .settings import AppSettings
+
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
     from opentelemetry.metrics import Meter
@@ -33,20 +35,7 @@ logger = logging.getLogger(__name__)
 SERVICE_NAME = "agent-core-functions"
 METER_NAME = "agent_core.service"
 
-CONNECTION_STRING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
 AUTHENTICATION_STRING = "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"
-OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
-CONSOLE = "AGENT_TELEMETRY_CONSOLE"
-SENSITIVE = "ENABLE_SENSITIVE_DATA"
-
-
-def _flag(env: Mapping[str, str], name: str) -> bool:
-    value = env.get(name, "").strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("", "0", "false", "no", "off"):
-        return False
-    raise ConfigurationError(f"{name} must be true or false, got {env[name]!r}")
 
 
 def aad_client_id(authentication_string: str) -> str | None:
@@ -77,16 +66,20 @@ class TelemetryConfig:
     sensitive_data: bool = False
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> TelemetryConfig:
-        env = os.environ if env is None else env
-        auth = env.get(AUTHENTICATION_STRING) or ""
+    def from_settings(cls, settings: AppSettings) -> TelemetryConfig:
+        auth = settings.applicationinsights_authentication_string
         return cls(
-            connection_string=env.get(CONNECTION_STRING) or None,
+            connection_string=settings.applicationinsights_connection_string,
             aad_client_id=aad_client_id(auth) if auth else None,
-            otlp_endpoint=env.get(OTLP_ENDPOINT) or None,
-            console=_flag(env, CONSOLE),
-            sensitive_data=_flag(env, SENSITIVE),
+            otlp_endpoint=settings.otlp_endpoint,
+            console=settings.telemetry_console,
+            sensitive_data=settings.enable_sensitive_data,
         )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> TelemetryConfig:
+        """From app settings in `env` (default: the process environment); bad values raise ConfigurationError."""
+        return cls.from_settings(AppSettings.from_env(env))
 
     @property
     def enabled(self) -> bool:
@@ -167,14 +160,14 @@ def configure_telemetry(config: TelemetryConfig, *, credential: TokenCredential 
 _configured: TelemetryConfig | None = None
 
 
-async def ensure_configured(env: Mapping[str, str]) -> bool:
-    """Configure telemetry from `env` on the first call of the process (the runtime's first build).
+async def ensure_configured(settings: AppSettings) -> bool:
+    """Configure telemetry from the app settings on the first call of the process (the runtime's first build).
 
     Building the exporters does blocking work (imports, Azure Monitor's setup), so it runs in a thread.
     Later calls return whether telemetry is on; a different configuration then is refused, not ignored.
     """
     global _configured
-    config = TelemetryConfig.from_env(env)
+    config = TelemetryConfig.from_settings(settings)
     if _configured is None:
         if config.enabled:
             await asyncio.to_thread(configure_telemetry, config)

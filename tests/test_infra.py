@@ -53,6 +53,7 @@ OPTIONAL_BY_DESIGN = {
     "OPENAI_BASE_URL": "OpenAI or a compatible server (not Azure)",
     "OPENAI_RESPONSES_MODEL_ID": "OpenAI or a compatible server (not Azure)",
     "SessionStorage": "a connection string (Azurite); in Azure SessionStorage__tableServiceUri with the identity",
+    "OTEL_EXPORTER_OTLP_ENDPOINT": "an OTLP collector of your own; in Azure telemetry goes to Application Insights",
 }
 # Never set in Azure: keys, connection strings, and what Flex Consumption rejects
 # or takes elsewhere (the runtime is functionAppConfig.runtime; AzureWebJobsStorage is identity-based).
