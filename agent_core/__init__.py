@@ -13,14 +13,23 @@ from .exceptions import (
     ModelServiceError,
     ModelTimeoutError,
     SessionSerializationError,
+    StructuredOutputError,
 )
 from .messages import Content, Message
 from .model_api import UsageDetails
 from .model_client import ResponsesClient
-from .providers import BaseContextProvider, BaseHistoryProvider, InMemoryHistoryProvider, SessionContext
+from .providers import (
+    BaseContextProvider,
+    BaseHistoryProvider,
+    ContextProvider,
+    HistoryProvider,
+    InMemoryHistoryProvider,
+    SessionContext,
+    SupportsAgentRun,
+)
 from .results import AgentResponse, AgentResponseUpdate
 from .sessions import AgentSession, register_state_type
-from .tools import FunctionTool, tool
+from .tools import FunctionInvocationContext, FunctionTool, tool
 
 __all__ = [
     "Agent",
@@ -34,7 +43,10 @@ __all__ = [
     "BaseHistoryProvider",
     "ConfigurationError",
     "Content",
+    "ContextProvider",
+    "FunctionInvocationContext",
     "FunctionTool",
+    "HistoryProvider",
     "InMemoryHistoryProvider",
     "Message",
     "ModelAuthenticationError",
@@ -47,6 +59,8 @@ __all__ = [
     "ResponsesClient",
     "SessionContext",
     "SessionSerializationError",
+    "StructuredOutputError",
+    "SupportsAgentRun",
     "UsageDetails",
     "register_state_type",
     "tool",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Sequence
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Mapping, Sequence
 from contextlib import aclosing
 from typing import Any, Literal, overload
 
@@ -19,15 +20,21 @@ from .model_api import (
     TextDelta,
     UsageDetails,
 )
-from .providers import BaseContextProvider, BaseHistoryProvider, InMemoryHistoryProvider, SessionContext
+from .options import OPTION_KEYS, merge_options
+from .options import REFUSED as REFUSED_OPTIONS
+from .options import resolve as resolve_options
+from .providers import ContextProvider, HistoryProvider, InMemoryHistoryProvider, SessionContext
 from .results import AgentResponse, AgentResponseUpdate
-from .sessions import AgentSession, snapshot_state
-from .tools import FunctionTool, ToolLike, as_tools, invoke_tool_calls
+from .sessions import AgentSession, ServiceSessionId, service_id_text, snapshot_state
+from .structured import parse_value
+from .tools import FunctionTool, ToolLike, ToolRun, as_tools, invoke_tool_calls
 
 __all__ = ["DEFAULT_MAX_TOOL_ITERATIONS", "Agent", "AgentResponse", "AgentResponseUpdate", "ResponseStream"]
 
 DEFAULT_MAX_TOOL_ITERATIONS = 10
 """Model calls that may return tool calls in one run; after that the model must answer without tools."""
+
+ENCRYPTED_REASONING = "reasoning.encrypted_content"
 
 TOOL_LIMIT_RESULT = "Error: tool call limit reached for this turn."
 
@@ -57,37 +64,56 @@ class ResponseStream:
 
 
 class Agent:
-    """An LLM agent: a model client, instructions, tools and context providers. Stateless; state is in sessions."""
+    """An LLM agent: a model client, instructions, tools and context providers. Stateless; state is in sessions.
+
+    `Agent(client, instructions, ...)` takes Agent Framework 1.x's arguments; any other keyword raises
+    `AgentInputError` naming it.
+    """
 
     def __init__(
         self,
-        *,
         client: ModelClient,
-        name: str | None = None,
         instructions: str | None = None,
+        *,
+        id: str | None = None,
+        name: str | None = None,
         description: str | None = None,
         tools: Sequence[ToolLike] | ToolLike | None = None,
-        context_providers: Sequence[BaseContextProvider] | BaseContextProvider | None = None,
+        default_options: Mapping[str, Any] | None = None,
+        context_providers: Sequence[ContextProvider] | ContextProvider | None = None,
         max_tool_iterations: int = DEFAULT_MAX_TOOL_ITERATIONS,
+        additional_properties: Mapping[str, Any] | None = None,
+        **unsupported: Any,
     ) -> None:
+        _refuse(unsupported, "Agent()")
         self.client = client
+        self.id = id or str(uuid.uuid4())
         self.name = name
         self.instructions = instructions
         self.description = description
         self.tools: list[FunctionTool] = as_tools(tools)
-        if isinstance(context_providers, BaseContextProvider):
+        self.default_options: dict[str, Any] = dict(default_options or {})
+        resolve_options(self.default_options)  # refuse a bad default now, not at the first run
+        if isinstance(context_providers, ContextProvider):
             context_providers = [context_providers]
-        self.context_providers: list[BaseContextProvider] = list(context_providers or [])
+        self.context_providers: list[ContextProvider] = list(context_providers or [])
         self.max_tool_iterations = max_tool_iterations
+        self.additional_properties: dict[str, Any] = dict(additional_properties or {})
 
     def __repr__(self) -> str:
         return f"Agent(name={self.name!r})"
+
+    async def __aenter__(self) -> Agent:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Nothing to release: the model client is shared and closed by its owner."""
 
     def create_session(self, *, session_id: str | None = None) -> AgentSession:
         """A new local session (history kept by providers, in memory by default)."""
         return AgentSession(session_id=session_id)
 
-    def get_session(self, service_session_id: str, *, session_id: str | None = None) -> AgentSession:
+    def get_session(self, service_session_id: ServiceSessionId, *, session_id: str | None = None) -> AgentSession:
         """A session continuing a service-managed conversation (`conv_…`) or response chain (`resp_…`)."""
         return AgentSession(session_id=session_id, service_session_id=service_session_id)
 
@@ -103,9 +129,11 @@ class Agent:
         self,
         messages: RunInput = None,
         *,
-        session: AgentSession | None = None,
         stream: Literal[False] = False,
-        options: dict[str, Any] | None = None,
+        session: AgentSession | None = None,
+        tools: Sequence[ToolLike] | ToolLike | None = None,
+        options: Mapping[str, Any] | None = None,
+        function_invocation_kwargs: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> Coroutine[Any, Any, AgentResponse]: ...
 
@@ -114,9 +142,11 @@ class Agent:
         self,
         messages: RunInput = None,
         *,
-        session: AgentSession | None = None,
         stream: Literal[True],
-        options: dict[str, Any] | None = None,
+        session: AgentSession | None = None,
+        tools: Sequence[ToolLike] | ToolLike | None = None,
+        options: Mapping[str, Any] | None = None,
+        function_invocation_kwargs: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> ResponseStream: ...
 
@@ -124,20 +154,49 @@ class Agent:
         self,
         messages: RunInput = None,
         *,
-        session: AgentSession | None = None,
         stream: bool = False,
-        options: dict[str, Any] | None = None,
+        session: AgentSession | None = None,
+        tools: Sequence[ToolLike] | ToolLike | None = None,
+        options: Mapping[str, Any] | None = None,
+        function_invocation_kwargs: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> Coroutine[Any, Any, AgentResponse] | ResponseStream:
-        """Run one turn. Extra keyword arguments (e.g. `user_id=`) reach providers in `context.options`.
+        """Run one turn. Await it for an `AgentResponse`, or pass `stream=True` and iterate `AgentResponseUpdate`s.
 
-        Await it for an `AgentResponse`, or pass `stream=True` and iterate `AgentResponseUpdate`s.
-        On any failure the session is left exactly as it was.
+        `options` go over the agent's `default_options` (see agent_core/options.py for every key). `tools` are
+        added for this run. Extra keyword arguments (e.g. `user_id=`) reach providers in `context.options` and
+        tools in `FunctionInvocationContext.kwargs`, with `function_invocation_kwargs`; an extra keyword that is
+        an option name acts as that option. Agent Framework's `middleware`, `compaction_strategy`, `tokenizer`
+        and `client_kwargs` raise `AgentInputError`. On any failure the session is left exactly as it was.
         """
-        run = _Run(self, messages, session, {**(options or {}), **kwargs})
+        _refuse({k: kwargs.pop(k) for k in list(kwargs) if k in _UNSUPPORTED_RUN_ARGS}, "run()")
+        run = _Run(
+            self,
+            messages,
+            session,
+            options=merge_options(self.default_options, {**(options or {}), **_option_kwargs(kwargs)}),
+            provider_kwargs=kwargs,
+            run_tools=as_tools(tools),
+            tool_kwargs={**kwargs, **(function_invocation_kwargs or {})},
+        )
         if stream:
             return ResponseStream(run)
         return run.complete()
+
+
+_UNSUPPORTED_RUN_ARGS = frozenset({"middleware", "compaction_strategy", "tokenizer", "client_kwargs"})
+
+
+def _refuse(arguments: Mapping[str, Any], where: str) -> None:
+    """Raise for arguments agent_core has no equivalent of, unless they are empty (None, [], {})."""
+    given = sorted(k for k, v in arguments.items() if v is not None and v != [] and v != {})
+    if given:
+        raise AgentInputError(f"{where} does not support {', '.join(repr(k) for k in given)}")
+
+
+def _option_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Extra run keywords that are option names (`temperature=0.2`): they act as options (and stay in kwargs)."""
+    return {k: v for k, v in kwargs.items() if k in OPTION_KEYS or k in REFUSED_OPTIONS}
 
 
 class _Transcript:
@@ -170,18 +229,36 @@ class _Transcript:
 class _Run:
     """One turn of one agent: validation, providers, the model/tool rounds, then the session update."""
 
-    def __init__(self, agent: Agent, messages: RunInput, session: AgentSession | None, options: dict[str, Any]):
+    def __init__(
+        self,
+        agent: Agent,
+        messages: RunInput,
+        session: AgentSession | None,
+        *,
+        options: dict[str, Any],
+        provider_kwargs: dict[str, Any],
+        run_tools: list[FunctionTool],
+        tool_kwargs: dict[str, Any],
+    ):
         self.agent = agent
         self.session = session
-        self.options = options
-        self.final_options = {**options, "tool_choice": "none"}  # the last allowed call must answer in text
+        self.options = {**options, **provider_kwargs}  # what providers see in context.options
+        resolved = resolve_options(options)
+        self.run_options = resolved
+        self.run_tools = [*resolved.tools, *run_tools]
+        self.tool_kwargs = tool_kwargs
         self.response: AgentResponse | None = None
         self.decisions, self.inputs = approvals.Decisions.split(to_messages(messages))
-        conversation_id = options.get("conversation_id")
-        if conversation_id is not None and not isinstance(conversation_id, str):
-            raise AgentInputError("options['conversation_id'] must be a string")
-        self.service_id: str | None = conversation_id or (session.service_session_id if session else None)
-        self.service_mode = self.service_id is not None or options.get("store") is True
+        self.service_id = resolved.conversation_id or (service_id_text(session.service_session_id) if session else None)
+        self.service_mode = self.service_id is not None or resolved.store is True
+        self.model_args = resolved.model_args
+        if not self.service_mode:
+            # Local history: ask for reasoning in a form that can be sent back (the service keeps nothing).
+            include = list(self.model_args.get("include") or [])
+            self.model_args = {**self.model_args, "include": [*include, ENCRYPTED_REASONING]}
+            if ENCRYPTED_REASONING in include:
+                self.model_args["include"] = include
+        self.final_args = {**self.model_args, "tool_choice": "none"}  # the last allowed call must answer in text
         # Providers read and write this copy; it becomes session.state only when the run succeeds.
         self.work_state: dict[str, Any] = snapshot_state(session.state) if session else {}
         # Filled in as the run goes: what the model is offered, and what came back.
@@ -218,12 +295,7 @@ class _Run:
         transcript = self._prepare(context)
         async for update in self._rounds(transcript, stream=stream):
             yield update
-        self.response = AgentResponse(
-            messages=transcript.messages,
-            response_id=self.response_id,
-            conversation_id=self.conversation_id,
-            usage=self.usage,
-        )
+        self.response = self._response(transcript.messages)
         context.response = self.response
         approvals.record(self.work_state, self.response.approval_requests, self.auto_calls)
         for provider in reversed(providers):
@@ -233,34 +305,50 @@ class _Run:
             if self.service_mode:
                 session.service_session_id = self.response.conversation_id or self.response.response_id
 
-    def _providers(self) -> list[BaseContextProvider]:
+    def _response(self, messages: list[Message]) -> AgentResponse:
+        """The run's result; with a `response_format`, its `value` is the validated reply (or the run fails here,
+        before any provider or the session sees it)."""
+        turn = self.turn
+        response = AgentResponse(
+            messages=messages,
+            response_id=self.response_id,
+            conversation_id=self.conversation_id,
+            agent_id=self.agent.id,
+            created_at=turn.created_at if turn else None,
+            finish_reason=turn.finish_reason if turn else None,
+            usage=self.usage,
+        )
+        response_format = self.run_options.response_format
+        if response_format is not None and not response.approval_requests:
+            response.value = parse_value(response_format, messages[-1].text if messages else "")
+        return response
+
+    def _providers(self) -> list[ContextProvider]:
         providers = self.agent.context_providers
         if self.service_mode:
             # The service holds the history: local history is neither loaded nor sent, nor stored.
-            return [p for p in providers if not isinstance(p, BaseHistoryProvider)]
-        if self.session is not None and not any(
-            isinstance(p, BaseHistoryProvider) and p.load_messages for p in providers
-        ):
+            return [p for p in providers if not isinstance(p, HistoryProvider)]
+        if self.session is not None and not any(isinstance(p, HistoryProvider) and p.load_messages for p in providers):
             return [InMemoryHistoryProvider(), *providers]
         return list(providers)
 
-    def _state(self, provider: BaseContextProvider) -> dict[str, Any]:
+    def _state(self, provider: ContextProvider) -> dict[str, Any]:
         state: dict[str, Any] = self.work_state.setdefault(provider.source_id, {})
         return state
 
     def _prepare(self, context: SessionContext) -> _Transcript:
         """Fix what the model is offered for the whole run: the tools and instructions (agent's, then providers')."""
-        self.tools = {t.name: t for t in self.agent.tools}
-        for _, extra in context.tools:
+        self.tools = {t.name: t for t in [*self.run_tools, *self.agent.tools]}
+        for extra in context.run_tools():
             self.tools.setdefault(extra.name, extra)
-        texts = [self.agent.instructions or "", *(text for _, text in context.instructions)]
+        texts = [self.agent.instructions or "", *self.run_options.instructions, *context.instructions]
         self.instructions = "\n\n".join(texts).strip() or None
-        return _Transcript(context.get_messages(), service_mode=self.service_mode)
+        return _Transcript(context.get_messages(include_input=True), service_mode=self.service_mode)
 
     async def _rounds(self, transcript: _Transcript, *, stream: bool) -> AsyncGenerator[AgentResponseUpdate, None]:
         """Decided approvals first, then model calls and tool rounds until the model answers (or asks for approval)."""
         if self.decisions:
-            results = await self.decisions.run_decided_calls(self.work_state, self.tools)
+            results = await self.decisions.run_decided_calls(self.work_state, self.tools, self._tool_run())
             transcript.add(results)
             yield AgentResponseUpdate(role="tool", contents=results.contents)
         limit = self.agent.max_tool_iterations
@@ -287,7 +375,7 @@ class _Run:
                     [Content.from_function_result(c.call_id or "", TOOL_LIMIT_RESULT, name=c.name) for c in calls],
                 )
             else:
-                results = Message("tool", await invoke_tool_calls(calls, self.tools))
+                results = Message("tool", await invoke_tool_calls(calls, self.tools, self._tool_run()))
             transcript.add(results)
             yield AgentResponseUpdate(role="tool", contents=results.contents, response_id=self.response_id)
             if last:
@@ -304,7 +392,7 @@ class _Run:
             conversation_id=self.conversation_id,
             previous_response_id=self.previous_id,
             store=self.service_mode,
-            options=self.final_options if last else self.options,
+            options=self.final_args if last else self.model_args,
         )
         client = self.agent.client
         turn: ModelTurn | None = None
@@ -322,12 +410,21 @@ class _Run:
         else:
             turn = await client.get_response(request)
         assert turn is not None
+        if self.agent.name and turn.message.role == "assistant":
+            turn.message = turn.message.model_copy(update={"author_name": self.agent.name})
         self.turn = turn
         self.usage = self.usage + turn.usage
         self.response_id = turn.response_id
         self.conversation_id = turn.conversation_id or self.conversation_id
         if self.service_mode:
             self.previous_id = None if self.conversation_id else self.response_id
+
+    def _tool_run(self) -> ToolRun:
+        """What tools with a FunctionInvocationContext parameter see: the session (its state is the run's working
+        copy, kept if the run succeeds) and the run's keyword arguments."""
+        session = self.session
+        view = AgentSession(session.session_id, session.service_session_id, self.work_state) if session else None
+        return ToolRun(session=view, kwargs=self.tool_kwargs)
 
     def _gate(self, message: Message, calls: list[Content]) -> tuple[Message, list[Content]]:
         """Calls that need approval become approval requests on the message; the batch's others wait with them."""

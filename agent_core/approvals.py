@@ -14,7 +14,7 @@ from typing import Any
 
 from .exceptions import ApprovalError
 from .messages import Content, Message
-from .tools import FunctionTool, invoke_tool_calls
+from .tools import FunctionTool, ToolRun, invoke_tool_calls
 
 APPROVALS_KEY = "approvals"
 """`session.state[APPROVALS_KEY]` holds tool calls waiting for a human decision."""
@@ -54,13 +54,15 @@ class Decisions:
                 pending_ids=pending_ids,
             )
 
-    async def run_decided_calls(self, state: dict[str, Any], tools: dict[str, FunctionTool]) -> Message:
+    async def run_decided_calls(
+        self, state: dict[str, Any], tools: dict[str, FunctionTool], run: ToolRun | None = None
+    ) -> Message:
         """Run approved calls (and their batch's ungated calls); rejected ones get a rejection result."""
         approved: list[Content] = []
         rejected: list[Content] = []
         for request in pending_requests(state):
             (approved if self.by_id[request.id or ""].approved else rejected).append(request.function_call)
-        results = await invoke_tool_calls([*approved, *state.get(APPROVALS_KEY, {}).get("auto", [])], tools)
+        results = await invoke_tool_calls([*approved, *state.get(APPROVALS_KEY, {}).get("auto", [])], tools, run)
         results += [Content.from_function_result(c.call_id or "", REJECTED_RESULT, name=c.name) for c in rejected]
         return Message("tool", results)
 

@@ -57,3 +57,11 @@ class ModelAuthenticationError(ModelError):
 
 class ModelServiceError(ModelError):
     """The model service failed (5xx, broken connection, or a failed streamed response)."""
+
+
+class StructuredOutputError(AgentCoreError):
+    """The model's reply does not match the run's `response_format`; the session is left as it was."""
+
+    def __init__(self, message: str, *, text: str = "") -> None:
+        super().__init__(message)
+        self.text = text

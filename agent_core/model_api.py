@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel
 
 from .messages import Content, Message
 from .tools import FunctionTool
+
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
 
 InputItem = dict[str, Any]
 """One Responses API input item, as plain JSON."""
@@ -25,6 +27,16 @@ class UsageDetails(BaseModel):
     input_token_count: int = 0
     output_token_count: int = 0
     total_token_count: int = 0
+
+    def __getitem__(self, key: str) -> int:
+        """Agent Framework 1.x's UsageDetails is a dict: `usage["input_token_count"]` works too."""
+        if key not in type(self).model_fields:
+            raise KeyError(key)
+        value: int = getattr(self, key)
+        return value
+
+    def get(self, key: str, default: int | None = None) -> int | None:
+        return self[key] if key in type(self).model_fields else default
 
     def __add__(self, other: UsageDetails) -> UsageDetails:
         return UsageDetails(
@@ -55,6 +67,8 @@ class ModelTurn:
     response_id: str | None
     conversation_id: str | None
     usage: UsageDetails
+    finish_reason: FinishReason | None = None
+    created_at: str | None = None  # ISO 8601, UTC
 
 
 @dataclass

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx2
@@ -20,30 +21,9 @@ from .exceptions import (
     ModelTimeoutError,
 )
 from .messages import Content, Message
-from .model_api import FunctionCallEvent, ModelRequest, ModelTurn, StreamEvent, TextDelta, UsageDetails
-from .providers import BaseContextProvider
+from .model_api import FinishReason, FunctionCallEvent, ModelRequest, ModelTurn, StreamEvent, TextDelta, UsageDetails
+from .providers import ContextProvider
 from .tools import FunctionTool, ToolLike
-
-# Run options that are forwarded to `responses.create`; everything else stays with the providers.
-MODEL_OPTIONS = frozenset(
-    {
-        "model",
-        "temperature",
-        "top_p",
-        "max_output_tokens",
-        "tool_choice",
-        "parallel_tool_calls",
-        "metadata",
-        "reasoning",
-        "text",
-        "truncation",
-        "user",
-        "safety_identifier",
-        "prompt_cache_key",
-        "service_tier",
-        "store",
-    }
-)
 
 
 def sdk_options(
@@ -68,7 +48,12 @@ def to_tool_params(tools: Sequence[FunctionTool]) -> list[dict[str, Any]]:
 
 
 def parse_response(response: openai.types.responses.Response) -> ModelTurn:
-    """Turn a Responses API response into one assistant message plus ids and usage."""
+    """Turn a Responses API response into one assistant message plus ids, usage and why it ended.
+
+    Output text and refusals become text contents, reasoning items `text_reasoning` contents (their encrypted
+    content kept as `protected_data`, to be sent back), function calls `function_call`s, and a response error
+    an `error` content.
+    """
     contents: list[Content] = []
     for item in response.output:
         if item.type == "message":
@@ -79,6 +64,13 @@ def parse_response(response: openai.types.responses.Response) -> ModelTurn:
                     contents.append(Content.from_text(part.refusal))
         elif item.type == "function_call":
             contents.append(Content.from_function_call(item.call_id, item.name, item.arguments))
+        elif item.type == "reasoning":
+            summary = " ".join(s.text for s in item.summary) or None
+            contents.append(
+                Content.from_text_reasoning(id=item.id, text=summary, protected_data=item.encrypted_content)
+            )
+    if response.error is not None:
+        contents.append(Content.from_error(message=response.error.message, error_code=str(response.error.code)))
     usage = UsageDetails()
     if response.usage is not None:
         usage = UsageDetails(
@@ -87,7 +79,23 @@ def parse_response(response: openai.types.responses.Response) -> ModelTurn:
             total_token_count=response.usage.total_tokens,
         )
     conversation_id = response.conversation.id if response.conversation is not None else None
-    return ModelTurn(Message(role="assistant", contents=contents), response.id, conversation_id, usage)
+    return ModelTurn(
+        Message(role="assistant", contents=contents),
+        response.id,
+        conversation_id,
+        usage,
+        finish_reason=_finish_reason(response, contents),
+        created_at=datetime.fromtimestamp(response.created_at, UTC).isoformat() if response.created_at else None,
+    )
+
+
+def _finish_reason(response: openai.types.responses.Response, contents: list[Content]) -> FinishReason | None:
+    if response.status == "incomplete":
+        reason = response.incomplete_details.reason if response.incomplete_details else None
+        return "content_filter" if reason == "content_filter" else "length"
+    if response.status != "completed":
+        return None
+    return "tool_calls" if any(c.type == "function_call" for c in contents) else "stop"
 
 
 def _retry_after(headers: Any) -> float | None:
@@ -142,16 +150,18 @@ class ResponsesClient:
         name: str | None = None,
         instructions: str | None = None,
         tools: Sequence[ToolLike] | ToolLike | None = None,
-        context_providers: Sequence[BaseContextProvider] | None = None,
+        context_providers: Sequence[ContextProvider] | None = None,
+        default_options: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> Agent:
-        """An Agent that talks through this client."""
+        """An Agent that talks through this client (every `Agent` keyword is accepted)."""
         return Agent(
-            client=self,
+            self,
+            instructions,
             name=name,
-            instructions=instructions,
             tools=tools,
             context_providers=context_providers,
+            default_options=default_options,
             **kwargs,
         )
 
@@ -172,7 +182,7 @@ class ResponsesClient:
             args["previous_response_id"] = request.previous_response_id
         if request.store is not None:
             args["store"] = request.store
-        args.update({k: v for k, v in request.options.items() if k in MODEL_OPTIONS})
+        args.update(request.options)  # already checked and renamed by agent_core.options
         return args
 
     async def get_response(self, request: ModelRequest) -> ModelTurn:

@@ -40,3 +40,7 @@ class OpenAIResponsesClient(ResponsesClient):
                 **sdk_options(timeout=timeout, max_retries=max_retries, http_client=http_client),
             )
         super().__init__(client=async_client, model=model)
+
+
+OpenAIChatClient = OpenAIResponsesClient
+"""Agent Framework 1.x's name for its Responses API client on OpenAI; the same class."""

@@ -22,26 +22,35 @@ class SupportsAgentRun(Protocol):
 
 
 class SessionContext:
-    """What one run sends to the model, assembled by the providers, and the response once it is back."""
+    """What one run sends to the model, assembled by the providers, and the response once it is back.
+
+    `instructions` and `tools` are plain lists (Agent Framework 1.x's shape): providers may append to them
+    directly or use the `extend_*` methods.
+    """
 
     def __init__(
         self,
         *,
-        session_id: str | None,
-        service_session_id: str | None,
+        session_id: str | None = None,
+        service_session_id: str | None = None,
         input_messages: list[Message],
-        options: dict[str, Any],
+        context_messages: dict[str, list[Message]] | None = None,
+        instructions: list[str] | None = None,
+        tools: list[ToolLike] | None = None,
+        options: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> None:
         self.session_id = session_id
         self.service_session_id = service_session_id
         self.input_messages = input_messages
-        self.options = options
-        self.context_messages: dict[str, list[Message]] = {}
-        self.instructions: list[tuple[str, str]] = []
-        self.tools: list[tuple[str, FunctionTool]] = []
+        self.options: dict[str, Any] = options if options is not None else {}
+        self.context_messages: dict[str, list[Message]] = context_messages if context_messages is not None else {}
+        self.instructions: list[str] = instructions if instructions is not None else []
+        self.tools: list[ToolLike] = tools if tools is not None else []
+        self.metadata: dict[str, Any] = metadata if metadata is not None else {}
         self.response: AgentResponse | None = None
 
-    def extend_messages(self, source: str | BaseContextProvider, messages: Sequence[Message]) -> None:
+    def extend_messages(self, source: str | ContextProvider, messages: Sequence[Message]) -> None:
         """Add messages (history, retrieved documents...) that go before the input, attributed to `source`."""
         source_id = source if isinstance(source, str) else source.source_id
         self.context_messages.setdefault(source_id, []).extend(messages)
@@ -49,20 +58,43 @@ class SessionContext:
     def extend_instructions(self, source_id: str, instructions: str | Sequence[str]) -> None:
         """Add instructions after the agent's own, in provider order. Never stored in history."""
         texts = [instructions] if isinstance(instructions, str) else list(instructions)
-        self.instructions.extend((source_id, text) for text in texts if text)
+        self.instructions.extend(text for text in texts if text)
 
     def extend_tools(self, source_id: str, tools: Sequence[ToolLike] | ToolLike) -> None:
         """Offer extra tools to the model for this run only."""
-        self.tools.extend((source_id, t) for t in as_tools(tools))
+        self.tools.extend(as_tools(tools))
 
-    def get_messages(self, *, include_input: bool = True) -> list[Message]:
-        """Context messages in provider order, then (optionally) the input."""
-        messages = [m for msgs in self.context_messages.values() for m in msgs]
-        return messages + self.input_messages if include_input else messages
+    def get_messages(
+        self,
+        *,
+        sources: set[str] | None = None,
+        exclude_sources: set[str] | None = None,
+        include_input: bool = False,
+        include_response: bool = False,
+    ) -> list[Message]:
+        """Context messages in provider order (optionally only some sources), then optionally the input and the
+        response's messages. The defaults are Agent Framework 1.x's: context messages only."""
+        messages = [
+            m
+            for source_id, msgs in self.context_messages.items()
+            if (sources is None or source_id in sources) and source_id not in (exclude_sources or ())
+            for m in msgs
+        ]
+        if include_input:
+            messages += self.input_messages
+        if include_response and self.response is not None:
+            messages += self.response.messages
+        return messages
+
+    def run_tools(self) -> list[FunctionTool]:
+        """The tools providers added, as FunctionTools."""
+        return as_tools(self.tools)
 
 
-class BaseContextProvider:
-    """A provider with `before_run` / `after_run` hooks; `state` is `session.state[source_id]`."""
+class ContextProvider:
+    """A provider with `before_run` / `after_run` hooks; `state` is `session.state[source_id]`.
+
+    Agent Framework 1.x's name; `BaseContextProvider` (the reference page's) is the same class."""
 
     def __init__(self, source_id: str) -> None:
         self.source_id = source_id
@@ -78,8 +110,10 @@ class BaseContextProvider:
         """Called after a successful run: `context.response` holds the result."""
 
 
-class BaseHistoryProvider(BaseContextProvider, metaclass=DeferredHistoryOptionsMeta):
-    """A context provider that loads the conversation before a run and stores the new messages after it."""
+class HistoryProvider(ContextProvider, metaclass=DeferredHistoryOptionsMeta):
+    """A context provider that loads the conversation before a run and stores the new messages after it.
+
+    Agent Framework 1.x's name; `BaseHistoryProvider` (the reference page's) is the same class."""
 
     def __init__(
         self,
@@ -131,13 +165,17 @@ class BaseHistoryProvider(BaseContextProvider, metaclass=DeferredHistoryOptionsM
         return messages
 
 
-class InMemoryHistoryProvider(BaseHistoryProvider):
+BaseContextProvider = ContextProvider
+BaseHistoryProvider = HistoryProvider
+
+
+class InMemoryHistoryProvider(HistoryProvider):
     """Keeps the conversation in `session.state["in_memory"]["messages"]`, so it serializes with the session."""
 
     DEFAULT_SOURCE_ID = "in_memory"
 
-    def __init__(self, source_id: str = DEFAULT_SOURCE_ID, **options: bool) -> None:
-        super().__init__(source_id, **options)
+    def __init__(self, source_id: str | None = None, **options: bool) -> None:
+        super().__init__(source_id or self.DEFAULT_SOURCE_ID, **options)
 
     async def get_messages(self, session_id: str | None, **kwargs: Any) -> list[Message]:
         state: dict[str, Any] = kwargs.get("state") or {}

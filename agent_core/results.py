@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field
 
 from .messages import Content, Message, Role
-from .model_api import UsageDetails
+from .model_api import FinishReason, UsageDetails
 
 
 class AgentResponse(BaseModel):
@@ -14,7 +16,20 @@ class AgentResponse(BaseModel):
     messages: list[Message] = Field(default_factory=list)
     response_id: str | None = None
     conversation_id: str | None = None
+    agent_id: str | None = None
+    created_at: str | None = None
+    finish_reason: FinishReason | None = None
     usage: UsageDetails = Field(default_factory=UsageDetails)
+    value: Any = None
+    """The validated structured output when the run had a `response_format`."""
+
+    def __str__(self) -> str:
+        return self.text
+
+    @property
+    def usage_details(self) -> UsageDetails:
+        """Agent Framework 1.x's name for `usage`."""
+        return self.usage
 
     @property
     def text(self) -> str:
@@ -37,8 +52,17 @@ class AgentResponseUpdate(BaseModel):
 
     contents: list[Content] = Field(default_factory=list)
     role: Role = "assistant"
+    author_name: str | None = None
     response_id: str | None = None
+
+    def __str__(self) -> str:
+        return self.text
 
     @property
     def text(self) -> str:
         return "".join(c.text or "" for c in self.contents if c.type == "text")
+
+    @property
+    def user_input_requests(self) -> list[Content]:
+        """Approval requests in this update."""
+        return [c for c in self.contents if c.type == "function_approval_request"]

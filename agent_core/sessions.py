@@ -21,29 +21,50 @@ from __future__ import annotations
 
 import sys
 import uuid
+from collections.abc import Mapping
 from typing import Any, TypeGuard
 
 from pydantic import BaseModel
 
-from .exceptions import SessionSerializationError
+from .exceptions import AgentInputError, SessionSerializationError
 from .messages import Content, Message
 
 JSONValue = Any  # what json.dumps accepts: dict[str, ...] | list[...] | str | int | float | bool | None
 
 TYPE_KEY = "$type"
 _SESSION_TYPE = "session"
+SESSION_FORMAT = "agent_core/1"
+"""Marks `to_dict()` output; a dict without it is read as Agent Framework 1.x's format (or an older one of ours)."""
+
+
+ServiceSessionId = str | Mapping[str, Any]
+"""A service-managed id: a `conv_…` / `resp_…` string, or a mapping (kept as given; see `service_id_text`)."""
+
+
+def service_id_text(value: ServiceSessionId | None) -> str | None:
+    """The conversation or response id a run continues: the string itself, or a mapping's
+    `conversation_id` / `response_id` / `id`. Any other mapping raises `AgentInputError` naming its keys."""
+    if value is None or isinstance(value, str):
+        return value
+    for key in ("conversation_id", "response_id", "id"):
+        if isinstance(value.get(key), str):
+            text: str = value[key]
+            return text
+    raise AgentInputError(f"service_session_id {dict(value)!r} names no conversation_id, response_id or id to continue")
 
 
 _registry: dict[str, type[Any]] = {}
 _tags: dict[type[Any], str] = {}
 
 
-def register_state_type(cls: type[Any], tag: str | None = None) -> type[Any]:
+def register_state_type(cls: type[Any], tag: str | None = None, *, type_id: str | None = None) -> type[Any]:
     """Register a type that may live in `session.state` under a stable tag (default: module.qualname).
 
     Registering is optional for classes importable from an already-loaded module; a fixed tag keeps
-    stored sessions readable after the class moves. Usable as a decorator.
+    stored sessions readable after the class moves. `type_id=` is Agent Framework 1.x's name for the tag
+    (and how its sessions name the type). Usable as a decorator.
     """
+    tag = tag or type_id
     if not (_is_model_type(cls) or _has_dict_protocol(cls)):
         raise TypeError(f"{cls.__name__} is neither a pydantic model nor has to_dict()/from_dict()")
     tag = tag or f"{cls.__module__}.{cls.__qualname__}"
@@ -141,6 +162,35 @@ def decode_value(data: JSONValue) -> Any:
         raise SessionSerializationError(f"cannot restore {tag!r}: {exc}") from exc
 
 
+def decode_foreign_value(data: JSONValue, path: str = "state") -> Any:
+    """Decode state written by Agent Framework 1.x (inline `"type"` keys) or by an older agent_core (`$type`).
+
+    `{"type": "message", ...}` becomes a `Message` (an unreadable one raises, naming its path); a `"type"`
+    registered with `register_state_type(cls, type_id=...)` becomes that class; any other dict stays a plain
+    dict, as Agent Framework itself reads it.
+    """
+    if isinstance(data, list):
+        return [decode_foreign_value(v, f"{path}[{i}]") for i, v in enumerate(data)]
+    if not isinstance(data, dict):
+        return data
+    if TYPE_KEY in data:
+        return decode_value(data)
+    kind = data.get("type")
+    if kind == "message" and "contents" in data:
+        try:
+            return Message.from_dict(data)
+        except AgentInputError as exc:
+            raise SessionSerializationError(f"{path}: {exc}") from exc
+    cls = _registry.get(kind) if isinstance(kind, str) else None
+    if cls is not None:
+        fields = {k: v for k, v in data.items() if k != "type"}
+        try:
+            return cls.model_validate(fields) if _is_model_type(cls) else cls.from_dict(fields)
+        except Exception as exc:
+            raise SessionSerializationError(f"{path}: cannot restore {kind!r}: {exc}") from exc
+    return {k: decode_foreign_value(v, f"{path}.{k}") for k, v in data.items()}
+
+
 def snapshot_state(value: Any) -> Any:
     """Copy the dicts and lists of a state tree (not the objects in them): cheap undo for a failed run."""
     if isinstance(value, dict):
@@ -165,11 +215,11 @@ class AgentSession:
     def __init__(
         self,
         session_id: str | None = None,
-        service_session_id: str | None = None,
+        service_session_id: ServiceSessionId | None = None,
         state: dict[str, Any] | None = None,
     ) -> None:
         self.session_id: str = session_id or new_session_id()
-        self.service_session_id: str | None = service_session_id
+        self.service_session_id: ServiceSessionId | None = service_session_id
         self.state: dict[str, Any] = state if state is not None else {}
 
     def __repr__(self) -> str:
@@ -179,6 +229,7 @@ class AgentSession:
         """JSON-ready dict; raises SessionSerializationError if a state value cannot be serialized."""
         return {
             "type": _SESSION_TYPE,
+            "format": SESSION_FORMAT,
             "session_id": self.session_id,
             "service_session_id": self.service_session_id,
             "state": encode_value(self.state),
@@ -186,10 +237,20 @@ class AgentSession:
 
     @classmethod
     def from_dict(cls, data: dict[str, JSONValue]) -> AgentSession:
+        """Read `to_dict()` output, or a session Agent Framework 1.x wrote (see `decode_foreign_value`).
+
+        Raises `SessionSerializationError` naming what it could not read, so nothing breaks later in a run.
+        """
         if not isinstance(data, dict) or not isinstance(data.get("session_id"), str):
             raise SessionSerializationError("not a serialized AgentSession: 'session_id' is missing")
-        state = decode_value(data.get("state") or {})
+        raw_state = data.get("state") or {}
+        ours = data.get("format") == SESSION_FORMAT
+        state = decode_value(raw_state) if ours else decode_foreign_value(raw_state)
         if not isinstance(state, dict):
             raise SessionSerializationError("a serialized AgentSession's 'state' must be an object")
         service_session_id = data.get("service_session_id")
-        return cls(data["session_id"], service_session_id if isinstance(service_session_id, str) else None, state)
+        if service_session_id is not None and not isinstance(service_session_id, (str, dict)):
+            raise SessionSerializationError(
+                "a serialized AgentSession's 'service_session_id' must be a string or object"
+            )
+        return cls(data["session_id"], service_session_id, state)

@@ -5,20 +5,43 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-from collections.abc import Callable, Sequence
-from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints, overload
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, TypedDict, Unpack, get_args, get_origin, get_type_hints, overload
 
 from pydantic import BaseModel, Field, ValidationError, create_model
 from pydantic.fields import FieldInfo
 
 from .messages import Content
+from .sessions import AgentSession
 
 ApprovalMode = Literal["never_require", "always_require"]
 ToolFunc = Callable[..., Any]
 
 
+@dataclass
+class FunctionInvocationContext:
+    """What a tool learns about the run that calls it: declare a parameter of this type (it is not part of the
+    tool's JSON schema). `session.state` is the run's working state: changes are kept if the run succeeds."""
+
+    function: FunctionTool
+    arguments: Mapping[str, Any]
+    session: AgentSession | None = None
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ToolRun:
+    """The run a batch of tool calls belongs to (for `FunctionInvocationContext`)."""
+
+    session: AgentSession | None = None
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
 class FunctionTool:
-    """A callable tool: name, description, JSON schema of its parameters, and whether a human must approve."""
+    """A callable tool: name, description, JSON schema of its parameters, whether a human must approve, and
+    optional limits (`max_invocations`, `max_invocation_exceptions`) over the tool's lifetime."""
 
     def __init__(
         self,
@@ -26,16 +49,36 @@ class FunctionTool:
         *,
         name: str | None = None,
         description: str | None = None,
-        approval_mode: ApprovalMode = "never_require",
+        approval_mode: ApprovalMode | None = "never_require",
+        schema: type[BaseModel] | Mapping[str, Any] | None = None,
+        max_invocations: int | None = None,
+        max_invocation_exceptions: int | None = None,
     ) -> None:
+        approval_mode = approval_mode or "never_require"
         if approval_mode not in ("never_require", "always_require"):
             raise ValueError(f"approval_mode must be 'never_require' or 'always_require', got {approval_mode!r}")
+        for limit_name, limit in (
+            ("max_invocations", max_invocations),
+            ("max_invocation_exceptions", max_invocation_exceptions),
+        ):
+            if limit is not None and (not isinstance(limit, int) or limit < 1):
+                raise ValueError(f"{limit_name} must be a positive integer, got {limit!r}")
         self.func = func
         self.name = name or func.__name__
         self.description = description or inspect.cleandoc(func.__doc__ or "").split("\n\n")[0]
         self.approval_mode: ApprovalMode = approval_mode
-        self.input_model = _input_model(func, self.name)
+        self.max_invocations = max_invocations
+        self.max_invocation_exceptions = max_invocation_exceptions
+        self.invocation_count = 0
+        self.invocation_exception_count = 0
+        self._context_param = _context_parameter(func)
         self._parameters: dict[str, Any] | None = None
+        self.input_model: type[BaseModel] | None
+        if isinstance(schema, Mapping):
+            self.input_model = None  # arguments are passed as the model sent them
+            self._parameters = dict(schema)
+        else:
+            self.input_model = schema or _input_model(func, self.name, skip=self._context_param)
         self._is_async = inspect.iscoroutinefunction(func)
 
     def __repr__(self) -> str:
@@ -52,19 +95,28 @@ class FunctionTool:
     def parameters(self) -> dict[str, Any]:
         """JSON schema of the tool's arguments, computed once per tool (every model call sends it)."""
         if self._parameters is None:
+            assert self.input_model is not None
             schema = self.input_model.model_json_schema()
             schema.pop("title", None)
             schema.setdefault("properties", {})
             self._parameters = schema
         return self._parameters
 
-    async def invoke(self, arguments: str | dict[str, Any]) -> str:
+    async def invoke(self, arguments: str | Mapping[str, Any], *, run: ToolRun | None = None) -> str:
         """Validate the model's arguments, call the function (sync ones in a thread), return the result as text."""
         raw = json.loads(arguments or "{}") if isinstance(arguments, str) else arguments
-        if not isinstance(raw, dict):
+        if not isinstance(raw, Mapping):
             raise ValueError("tool arguments must be a JSON object")
-        parsed = self.input_model.model_validate(raw)
-        kwargs = {name: getattr(parsed, name) for name in type(parsed).model_fields}
+        if self.input_model is None:
+            kwargs = dict(raw)
+        else:
+            parsed = self.input_model.model_validate(raw)
+            kwargs = {name: getattr(parsed, name) for name in type(parsed).model_fields}
+        if self._context_param:
+            run = run or ToolRun()
+            kwargs[self._context_param] = FunctionInvocationContext(
+                self, dict(kwargs), session=run.session, kwargs=run.kwargs
+            )
         if self._is_async:
             result = await self.func(**kwargs)
         else:
@@ -80,12 +132,18 @@ def format_result(result: Any) -> str:
     return json.dumps(result, default=str)
 
 
-def _input_model(func: ToolFunc, tool_name: str) -> type[BaseModel]:
+def _context_parameter(func: ToolFunc) -> str | None:
+    """The name of the parameter annotated `FunctionInvocationContext`, if the function has one."""
+    hints = get_type_hints(func)
+    return next((name for name, hint in hints.items() if hint is FunctionInvocationContext), None)
+
+
+def _input_model(func: ToolFunc, tool_name: str, *, skip: str | None = None) -> type[BaseModel]:
     """A pydantic model of the function's parameters; `Annotated[T, "text"]` becomes the field description."""
     hints = get_type_hints(func, include_extras=True)
     fields: dict[str, Any] = {}
     for param in inspect.signature(func).parameters.values():
-        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD) or param.name == skip:
             continue
         annotation = hints.get(param.name, Any)
         default: Any = ... if param.default is param.empty else param.default
@@ -101,28 +159,32 @@ def _input_model(func: ToolFunc, tool_name: str) -> type[BaseModel]:
     return create_model(model_name, **fields)
 
 
+class ToolSettings(TypedDict, total=False):
+    """The keyword arguments of `@tool(...)`, as `FunctionTool` takes them."""
+
+    name: str | None
+    description: str | None
+    approval_mode: ApprovalMode | None
+    schema: type[BaseModel] | Mapping[str, Any] | None
+    max_invocations: int | None
+    max_invocation_exceptions: int | None
+
+
 @overload
 def tool(func: ToolFunc, /) -> FunctionTool: ...
 
 
 @overload
-def tool(
-    *, name: str | None = None, description: str | None = None, approval_mode: ApprovalMode = "never_require"
-) -> Callable[[ToolFunc], FunctionTool]: ...
+def tool(**settings: Unpack[ToolSettings]) -> Callable[[ToolFunc], FunctionTool]: ...
 
 
 def tool(
-    func: ToolFunc | None = None,
-    /,
-    *,
-    name: str | None = None,
-    description: str | None = None,
-    approval_mode: ApprovalMode = "never_require",
+    func: ToolFunc | None = None, /, **settings: Unpack[ToolSettings]
 ) -> FunctionTool | Callable[[ToolFunc], FunctionTool]:
-    """Decorate a function as a tool: `@tool` or `@tool(name=..., description=..., approval_mode=...)`."""
+    """Decorate a function as a tool: `@tool` or `@tool(name=..., approval_mode=..., max_invocations=...)`."""
 
     def wrap(f: ToolFunc) -> FunctionTool:
-        return FunctionTool(f, name=name, description=description, approval_mode=approval_mode)
+        return FunctionTool(f, **settings)
 
     return wrap(func) if func is not None else wrap
 
@@ -139,22 +201,34 @@ def as_tools(tools: Sequence[ToolLike] | ToolLike | None) -> list[FunctionTool]:
     return [t if isinstance(t, FunctionTool) else FunctionTool(t) for t in tools]
 
 
-async def invoke_tool_call(call: Content, tools: dict[str, FunctionTool]) -> Content:
-    """Run one tool call; a failure becomes an error result for the model instead of an exception."""
+async def invoke_tool_call(call: Content, tools: dict[str, FunctionTool], run: ToolRun | None = None) -> Content:
+    """Run one tool call; a failure (or a tool past its limits) becomes an error result for the model."""
     assert call.call_id is not None
     tool_ = tools.get(call.name or "")
     if tool_ is None:
         result = f"Error: no tool named {call.name!r}."
+    elif tool_.max_invocations is not None and tool_.invocation_count >= tool_.max_invocations:
+        result = f"Error: {tool_.name} has reached its maximum of {tool_.max_invocations} invocations."
+    elif (
+        tool_.max_invocation_exceptions is not None
+        and tool_.invocation_exception_count >= tool_.max_invocation_exceptions
+    ):
+        result = f"Error: {tool_.name} failed {tool_.invocation_exception_count} times and is disabled."
     else:
+        tool_.invocation_count += 1
         try:
-            result = await tool_.invoke(call.arguments or "{}")
+            result = await tool_.invoke(call.arguments or "{}", run=run)
         except (ValidationError, ValueError) as exc:
+            tool_.invocation_exception_count += 1
             result = f"Error: invalid arguments for {tool_.name}: {exc}"
         except Exception as exc:
+            tool_.invocation_exception_count += 1
             result = f"Error: {tool_.name} failed: {type(exc).__name__}: {exc}"
     return Content.from_function_result(call.call_id, result, name=call.name)
 
 
-async def invoke_tool_calls(calls: Sequence[Content], tools: dict[str, FunctionTool]) -> list[Content]:
+async def invoke_tool_calls(
+    calls: Sequence[Content], tools: dict[str, FunctionTool], run: ToolRun | None = None
+) -> list[Content]:
     """Run parallel tool calls concurrently; results come back in call order."""
-    return list(await asyncio.gather(*(invoke_tool_call(c, tools) for c in calls)))
+    return list(await asyncio.gather(*(invoke_tool_call(c, tools, run) for c in calls)))

@@ -12,7 +12,7 @@ from typing import Any
 from agent_core.agents import AgentResponse, AgentResponseUpdate
 from agent_core.messages import Message
 from agent_core.providers import BaseHistoryProvider
-from agent_core.sessions import AgentSession
+from agent_core.sessions import AgentSession, service_id_text
 
 from .runtime import AgentSpec, Runtime
 from .storage import StoredSession
@@ -83,7 +83,7 @@ async def turn(runtime: Runtime, spec: AgentSpec, request: TurnRequest) -> Async
     updated = replace(
         stored,
         state=session.state,
-        service_session_id=session.service_session_id,
+        service_session_id=service_id_text(session.service_session_id),
         owns_conversation=owns_conversation,
     )
     yield TurnEvent(result=TurnResult(response, await runtime.store.commit_turn(updated, history.new_messages)))

@@ -13,7 +13,7 @@ async def test_conversation_session_sends_only_new_input(client: OpenAIResponses
     agent = client.as_agent(instructions="Be brief.")
     session = await agent.create_service_session()
     conversation_id = session.service_session_id
-    assert conversation_id
+    assert isinstance(conversation_id, str)
     assert conversation_id.startswith("conv_")
     await agent.run("My name is Alice.", session=session)
     reply = await agent.run("Who am I?", session=session)
