@@ -228,6 +228,15 @@ var agentSettings = {
   AGENT_MAX_STATE_BYTES: string(maxStateBytes)
 }
 
+// Who the caller is (README, "Security"): set only once chosen; unset, the app answers its user routes
+// with 503 in Azure rather than falling back to one shared owner. jwt mode checks the tokens itself.
+var authSettings = empty(authMode) ? {} : union({
+  AGENT_AUTH_MODE: authMode
+}, (authMode == 'jwt') ? {
+  AGENT_AUTH_ISSUER: authIssuerUrl
+  AGENT_AUTH_AUDIENCE: join(authAudiences, ',')
+} : {})
+
 // ---------------------------------------------------------------- resources
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
@@ -341,7 +350,7 @@ module functionApp 'modules/function-app.bicep' = {
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
     subnetId: vnetEnabled ? network.outputs.appSubnetId : ''
-    appSettings: union(modelEndpointSettings, modelSettings, agentSettings)
+    appSettings: union(modelEndpointSettings, modelSettings, agentSettings, authSettings)
   }
   dependsOn: [
     rbac

@@ -37,6 +37,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 from agent_core.exceptions import ConfigurationError
 
+from .settings import AppSettings
+
 logger = logging.getLogger(__name__)
 
 AuthMode = Literal["platform", "jwt", "none"]
@@ -132,6 +134,35 @@ class AuthConfig:
                 "authentication), jwt (bearer tokens checked by the app) or none (one shared owner)"
             )
         return "none"
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true")
+
+
+def _items(text: str | None) -> tuple[str, ...]:
+    return tuple(item.strip() for item in (text or "").split(",") if item.strip())
+
+
+def auth_config(settings: AppSettings, platform: Mapping[str, str]) -> AuthConfig:
+    """The mode and its settings, plus what the platform sets in the environment (`WEBSITE_INSTANCE_ID` in
+    Azure, `WEBSITE_AUTH_ENABLED` when App Service authentication is on): facts about the host, not settings."""
+    jwt_config = None
+    if settings.auth_mode == "jwt":
+        if not settings.auth_issuer:
+            raise ConfigurationError("AGENT_AUTH_MODE=jwt needs AGENT_AUTH_ISSUER (the tokens' issuer)")
+        jwt_config = JwtConfig(
+            issuer=settings.auth_issuer,
+            audiences=_items(settings.auth_audience),
+            jwks_url=settings.auth_jwks_url,
+            algorithms=_items(settings.auth_algorithms),
+        )
+    return AuthConfig(
+        mode=settings.auth_mode,
+        in_azure=bool(platform.get("WEBSITE_INSTANCE_ID")),
+        platform_auth_enabled=_truthy(platform.get("WEBSITE_AUTH_ENABLED")),
+        jwt=jwt_config,
+    )
 
 
 # --- results and errors ------------------------------------------------------------------------------
@@ -392,6 +423,11 @@ class Authenticator:
                 self._http = httpx2.AsyncClient(follow_redirects=False)
             self._validator = JwtValidator(self.config.jwt, JwksCache(self.config.jwt, self._http, clock=self.clock))
         return self._validator
+
+    def reconfigure(self, config: AuthConfig) -> None:
+        """New settings (tests, tooling): the key cache starts over, the HTTP client is kept."""
+        self.config = config
+        self._validator = None
 
     async def authenticate(self, headers: Mapping[str, str]) -> Principal:
         mode = self.config.effective_mode()

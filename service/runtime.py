@@ -18,6 +18,7 @@ from agent_core.providers import BaseContextProvider
 from agent_core.tools import FunctionTool
 
 from . import telemetry
+from .auth import Authenticator, auth_config
 from .settings import AppSettings
 from .storage import StoreLimits, TableSessionStore
 
@@ -127,10 +128,12 @@ class Runtime:
     client: ResponsesClient
     model_kind: ModelKind
     agents: Mapping[str, AgentSpec]
+    auth: Authenticator
 
     async def close(self) -> None:
         await self.store.close()
         await self.client.close()
+        await self.auth.close()
 
 
 class RuntimeHolder:
@@ -139,6 +142,7 @@ class RuntimeHolder:
     def __init__(self, agents: Mapping[str, AgentSpec], settings: AppSettings | None = None) -> None:
         self.agents = dict(agents)
         self._settings = settings
+        self._platform: Mapping[str, str] | None = None  # what the platform sets (tests: configure())
         self._runtime: Runtime | None = None
         self._lock: asyncio.Lock | None = None
 
@@ -151,13 +155,14 @@ class RuntimeHolder:
             if self._runtime is None:
                 settings = self._settings or AppSettings.from_env()
                 await telemetry.ensure_configured(settings)
+                auth = Authenticator(auth_config(settings, self._platform or os.environ))
                 store = build_store(settings)
                 client, kind = build_model_client(settings)
                 try:
                     await store.ensure_table()
                 except Exception as exc:  # the table may be created by infra and our identity may not create tables
                     logger.warning("could not ensure table %s exists: %s", settings.sessions_table, exc)
-                self._runtime = Runtime(settings, store, client, kind, self.agents)
+                self._runtime = Runtime(settings, store, client, kind, self.agents, auth)
                 logger.info("runtime ready: model=%s table=%s", kind, settings.sessions_table)
         return self._runtime
 
@@ -171,8 +176,10 @@ class RuntimeHolder:
 
         For tests and tooling; `configure()` with no overrides restores the process settings.
         """
-        settings = AppSettings.from_env({**os.environ, **overrides})
-        self._settings = settings
+        environ = {**os.environ, **overrides}
+        settings = AppSettings.from_env(environ)
+        self._settings, self._platform = settings, environ
         if self._runtime is not None:
             self._runtime.settings = settings
+            self._runtime.auth.reconfigure(auth_config(settings, environ))
             self._runtime.store = self._runtime.store.with_limits(store_limits(settings))

@@ -195,6 +195,34 @@ class AppSettings(_Settings):
         alias="ENABLE_SENSITIVE_DATA",
         description="true: telemetry also records message content and tool arguments (not in production).",
     )
+    # Who the caller is (service/auth.py; README, "Security")
+    auth_mode: Literal["platform", "jwt", "none"] | None = Field(
+        None,
+        alias="AGENT_AUTH_MODE",
+        description="platform, jwt or none: who names the caller. Unset: none locally, 503 on user routes in Azure.",
+    )
+    auth_issuer: str | None = Field(
+        None, alias="AGENT_AUTH_ISSUER", pattern=_HTTP_URL, description="jwt mode: the tokens' issuer (iss)."
+    )
+    auth_audience: str | None = Field(
+        None, alias="AGENT_AUTH_AUDIENCE", description="jwt mode: accepted audiences (aud), comma-separated."
+    )
+    auth_jwks_url: str | None = Field(
+        None,
+        alias="AGENT_AUTH_JWKS_URL",
+        pattern=_HTTP_URL,
+        description="jwt mode: the issuer's keys. Unset: from the issuer's OpenID discovery document.",
+    )
+    auth_algorithms: str = Field(
+        "RS256",
+        alias="AGENT_AUTH_ALGORITHMS",
+        description="jwt mode: accepted signature algorithms, comma-separated (asymmetric only).",
+    )
+    attach_unbound_conversations: bool = Field(
+        False,
+        alias="AGENT_ATTACH_UNBOUND_CONVERSATIONS",
+        description="true: sessions may attach conversations this app did not create (the caller vouches for the id).",
+    )
 
     @property
     def limits(self) -> Limits:

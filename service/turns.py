@@ -14,6 +14,7 @@ from agent_core.messages import Message
 from agent_core.providers import BaseHistoryProvider
 from agent_core.sessions import AgentSession, service_id_text
 
+from .ownership import conversation_metadata
 from .runtime import AgentSpec, Runtime
 from .storage import StoredSession
 
@@ -70,7 +71,7 @@ async def turn(runtime: Runtime, spec: AgentSpec, request: TurnRequest) -> Async
     owns_conversation = stored.owns_conversation
     if stored.history == "service" and not session.service_session_id:
         # a service-mode session gets its server-side conversation on its first turn
-        metadata = {"session_id": stored.session_id, "agent": stored.agent}
+        metadata = conversation_metadata(stored.owner, stored.agent, stored.session_id)
         session.service_session_id = await runtime.client.create_conversation(metadata=metadata)
         owns_conversation = True
     if request.stream:

@@ -14,6 +14,7 @@ from agent_core.openai import OpenAIResponsesClient
 from devtools.echo_model import EchoModel, EchoModelServer
 
 from .azurite import Azurite
+from .oidc_issuer import OidcIssuer, OidcIssuerServer
 from .storage_proxy import StorageProxy
 
 
@@ -34,6 +35,20 @@ def model(model_server: EchoModelServer) -> EchoModel:
 def client(model_server: EchoModelServer, model: EchoModel) -> OpenAIResponsesClient:
     """A real AsyncOpenAI-based client over HTTP to the echo model; no SDK retries so faults surface once."""
     return OpenAIResponsesClient(model="echo-1", api_key="test-key", base_url=model_server.base_url, max_retries=0)
+
+
+@pytest.fixture(scope="session")
+def issuer_server() -> Iterator[OidcIssuerServer]:
+    """A local OpenID issuer (tests/oidc_issuer.py) for the test session."""
+    with OidcIssuerServer() as server:
+        yield server
+
+
+@pytest.fixture
+def issuer(issuer_server: OidcIssuerServer) -> OidcIssuer:
+    """The issuer with fresh keys and zeroed request counts for each test."""
+    issuer_server.oidc.reset()
+    return issuer_server.oidc
 
 
 @pytest.fixture(scope="session")
@@ -100,6 +115,14 @@ def function_app_server(
 
         with DevServer(function_app.app, run_timers=False, on_shutdown=[function_app.api.close]) as server:
             yield FunctionAppServer(server.base_url, env, function_app.api)
+
+
+@pytest.fixture
+def configure(function_app_server: FunctionAppServer) -> Iterator[Any]:
+    """Change the function app's settings (and what the platform sets) for one test; restored afterwards."""
+    holder = function_app_server.api.runtime
+    yield holder.configure
+    holder.configure()
 
 
 @pytest.fixture

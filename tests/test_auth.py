@@ -6,7 +6,7 @@ import asyncio
 import base64
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -22,7 +22,7 @@ from service.auth import (
     Principal,
 )
 
-from .oidc_issuer import OidcIssuer, OidcIssuerServer, SigningKey
+from .oidc_issuer import OidcIssuer, SigningKey
 
 AUDIENCE = "api://agents-test"
 
@@ -35,18 +35,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture(scope="session")
-def issuer_server() -> Iterator[OidcIssuerServer]:
-    with OidcIssuerServer() as server:
-        yield server
-
-
-@pytest.fixture
-def issuer(issuer_server: OidcIssuerServer) -> OidcIssuer:
-    issuer_server.oidc.reset()
-    return issuer_server.oidc
 
 
 @pytest.fixture

@@ -54,6 +54,7 @@ OPTIONAL_BY_DESIGN = {
     "OPENAI_RESPONSES_MODEL_ID": "OpenAI or a compatible server (not Azure)",
     "SessionStorage": "a connection string (Azurite); in Azure SessionStorage__tableServiceUri with the identity",
     "OTEL_EXPORTER_OTLP_ENDPOINT": "an OTLP collector of your own; in Azure telemetry goes to Application Insights",
+    "AGENT_AUTH_JWKS_URL": "jwt mode finds the issuer's keys by OpenID discovery",
 }
 # Never set in Azure: keys, connection strings, and what Flex Consumption rejects
 # or takes elsewhere (the runtime is functionAppConfig.runtime; AzureWebJobsStorage is identity-based).
@@ -625,6 +626,8 @@ def test_parameter_defaults_match_the_app_defaults():
             if bound is None:
                 continue
             parameter, default = bound
+            if default == "" and DEPLOYED_DEFAULT[name] is None:
+                continue  # empty is unset (the app ignores empty settings): no default on either side
             assert DEPLOYED_DEFAULT[name] == default, f"{name}: parameter {parameter} defaults to {default}"
             checked.add(name)
     with_default = {n for n in main_app_settings() if DEPLOYED_DEFAULT[n] is not None}
@@ -686,7 +689,7 @@ def test_parameters_file_only_maps_azd_environment_values():
             expected = ("true" if bicep_default else "false") if isinstance(bicep_default, bool) else str(bicep_default)
             assert default == expected, f"{name}: {default!r} in main.parameters.json, {expected!r} in main.bicep"
         if variable_name in SETTINGS_BY_NAME:
-            assert default == DEPLOYED_DEFAULT[variable_name], variable_name
+            assert default == (DEPLOYED_DEFAULT[variable_name] or ""), variable_name  # empty is unset
     assert values["principalId"]["value"] == "${AZURE_PRINCIPAL_ID=}"
 
 

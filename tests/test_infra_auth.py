@@ -98,3 +98,26 @@ def test_the_anonymous_path_is_exactly_the_health_route():
     anonymous = re.findall(r'route="([^"]+)"[^)]*auth_level=func\.AuthLevel\.ANONYMOUS', source)
     assert anonymous == ["health"]
     assert excluded == [f"/{prefix}/health"]
+
+
+def test_the_app_settings_follow_the_mode_and_are_absent_until_it_is_chosen():
+    main = bicep("main.bicep")
+    _, app = module(main, "modules/function-app.bicep")
+    assert "authSettings" in function(body(app)["params"]["appSettings"], "union").values()
+    chosen = ternary(variable(main, "authSettings"))
+    assert function(chosen["condition"], "empty") == {"item_to_test": "authMode"}
+    assert chosen["true_value"] == {}  # not chosen: AGENT_AUTH_MODE unset, user routes answer 503 in Azure
+    mode, jwt = function(chosen["false_value"], "union").values()
+    assert mode == {"AGENT_AUTH_MODE": "authMode"}
+    jwt_only = ternary(jwt)
+    assert jwt_only["condition"] == {
+        "operator": {"type": "equals", "operands": {"operand_1": "authMode", "operand_2": "jwt"}}
+    }
+    assert jwt_only["false_value"] == {}
+    settings = jwt_only["true_value"]
+    assert settings["AGENT_AUTH_ISSUER"] == "authIssuerUrl"
+    assert function(settings["AGENT_AUTH_AUDIENCE"], "join") is not None
+    assert "authAudiences" in str(settings["AGENT_AUTH_AUDIENCE"])
+    # The same issuer and audiences as App Service authentication gets in platform mode.
+    _, auth = module(main, AUTH_MODULE)
+    assert body(auth)["params"]["openIdIssuer"] == settings["AGENT_AUTH_ISSUER"]

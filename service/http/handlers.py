@@ -9,32 +9,37 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from agent_core.exceptions import ConfigurationError
 from agent_core.sessions import new_session_id
 
 from ..expiry import SweepResult, sweep
+from ..ownership import check_attachable
 from ..runtime import AgentSpec, Runtime, RuntimeHolder
 from ..storage import SessionConflictError
 from ..turns import TurnRequest, run_turn, turn
 from .bodies import CreateSessionBody, HistoryQuery, TurnBody, parse, parse_query, read_json
-from .problems import method_not_allowed, not_found, to_http_error
+from .problems import HttpError, method_not_allowed, not_found, to_http_error
 from .sse import EVENT_STREAM, stream_response
 from .views import history_page, session_detail, session_view, turn_payload
 
-PRINCIPAL_HEADER = "x-ms-client-principal-id"
-ANONYMOUS = "anonymous"
+logger = logging.getLogger(__name__)
 
 Handler = Callable[["HttpApi", Runtime, Request], Awaitable[Response]]
 Route = Callable[["HttpApi", Request], Awaitable[Response]]
 
 
-def handler(*methods: str) -> Callable[[Handler], Route]:
-    """A route's handler: 405 for other methods, the runtime passed in, every exception as problem+json."""
+def handler(*methods: str, anonymous: bool = False) -> Callable[[Handler], Route]:
+    """A route's handler: 405 for other methods, the runtime passed in, every exception as problem+json.
+
+    An `anonymous` route (no function key) never says which setting is wrong: that is logged instead.
+    """
 
     def decorate(fn: Handler) -> Route:
         @functools.wraps(fn)
@@ -43,6 +48,11 @@ def handler(*methods: str) -> Callable[[Handler], Route]:
                 return method_not_allowed(request, methods)
             try:
                 return await fn(api, await api.runtime.get(), request)
+            except ConfigurationError as exc:
+                if not anonymous:
+                    return to_http_error(exc).response()
+                logger.error("the app is not configured: %s", exc)
+                return HttpError(503, "Service Unavailable", "the app is not configured; see its logs").response()
             except Exception as exc:
                 return to_http_error(exc).response()
 
@@ -51,8 +61,9 @@ def handler(*methods: str) -> Callable[[Handler], Route]:
     return decorate
 
 
-def owner(request: Request) -> str:
-    return request.headers.get(PRINCIPAL_HEADER) or ANONYMOUS
+async def owner(runtime: Runtime, request: Request) -> str:
+    """Who the caller is, by the app's auth mode (service/auth.py); 401 / 503 before anything else is done."""
+    return (await runtime.auth.authenticate(request.headers)).owner
 
 
 def agent_spec(runtime: Runtime, request: Request) -> AgentSpec:
@@ -76,11 +87,15 @@ class HttpApi:
     # agents/{agent}/sessions
     @handler("POST")
     async def sessions(self, runtime: Runtime, request: Request) -> Response:
+        caller = await owner(runtime, request)
         spec = agent_spec(runtime, request)
         data = await read_json(request, runtime.settings.limits.max_request_bytes, required=False)
         body = parse(CreateSessionBody, data)
+        if body.service_session_id:
+            allow_unbound = runtime.settings.attach_unbound_conversations
+            await check_attachable(runtime.client, body.service_session_id, caller, allow_unbound=allow_unbound)
         stored = await runtime.store.create(
-            owner=owner(request),
+            owner=caller,
             agent=spec.name,
             session_id=body.session_id or new_session_id(),
             history=body.history_mode,
@@ -93,8 +108,9 @@ class HttpApi:
     # agents/{agent}/sessions/{session_id}
     @handler("GET", "DELETE")
     async def session(self, runtime: Runtime, request: Request) -> Response:
+        caller = await owner(runtime, request)
         spec = agent_spec(runtime, request)
-        stored = await runtime.store.load(owner(request), spec.name, session_id(request), with_history=False)
+        stored = await runtime.store.load(caller, spec.name, session_id(request), with_history=False)
         if request.method == "GET":
             return JSONResponse(session_detail(stored))
         if not await runtime.store.delete(stored):
@@ -106,23 +122,24 @@ class HttpApi:
     # agents/{agent}/sessions/{session_id}/messages
     @handler("GET", "POST")
     async def messages(self, runtime: Runtime, request: Request) -> Response:
+        caller = await owner(runtime, request)
         spec = agent_spec(runtime, request)
         if request.method == "GET":
             query = parse_query(HistoryQuery, request)
             _, page, next_after = await runtime.store.list_messages(
-                owner(request), spec.name, session_id(request), after=query.cursor, limit=query.limit
+                caller, spec.name, session_id(request), after=query.cursor, limit=query.limit
             )
             return JSONResponse(history_page(page, next_after))
         limits = runtime.settings.limits
         body = parse(TurnBody, await read_json(request, limits.max_request_bytes, required=True))
         stream = body.stream or EVENT_STREAM in request.headers.get("accept", "")
-        turn_request = TurnRequest(owner(request), session_id(request), body.to_messages(limits), body.options, stream)
+        turn_request = TurnRequest(caller, session_id(request), body.to_messages(limits), body.options, stream)
         if stream:
             return await stream_response(turn(runtime, spec, turn_request), self._background)
         return JSONResponse(turn_payload(await run_turn(runtime, spec, turn_request)))
 
     # health
-    @handler("GET")
+    @handler("GET", anonymous=True)
     async def health(self, runtime: Runtime, request: Request) -> Response:
         return JSONResponse(
             {

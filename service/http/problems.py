@@ -22,6 +22,8 @@ from agent_core.exceptions import (
     SessionSerializationError,
 )
 
+from ..auth import AuthenticationError, IdentityProviderUnavailableError
+from ..ownership import ConversationNotFoundError, UnboundConversationError
 from ..storage import (
     InvalidSessionIdError,
     SessionConflictError,
@@ -39,15 +41,25 @@ PROBLEM_JSON = "application/problem+json"
 class HttpError(Exception):
     """An error answered as application/problem+json."""
 
-    def __init__(self, status: int, title: str, detail: str, *, retry_after: float | None = None, **extra: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        *,
+        retry_after: float | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(detail)
         self.status, self.title, self.detail, self.retry_after, self.extra = status, title, detail, retry_after, extra
+        self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:
         return {"type": "about:blank", "title": self.title, "status": self.status, "detail": self.detail, **self.extra}
 
     def response(self, headers: dict[str, str] | None = None) -> Response:
-        headers = dict(headers or {})
+        headers = {**self.headers, **(headers or {})}
         if self.retry_after is not None:
             headers["Retry-After"] = str(max(1, math.ceil(self.retry_after)))
         return JSONResponse(self.body(), status_code=self.status, headers=headers, media_type=PROBLEM_JSON)
@@ -79,8 +91,18 @@ def to_http_error(exc: Exception) -> HttpError:
     match exc:
         case HttpError():
             return exc
+        case AuthenticationError():
+            return HttpError(401, "Unauthorized", exc.detail, headers={"WWW-Authenticate": exc.challenge})
+        case IdentityProviderUnavailableError():
+            return HttpError(
+                503, "Service Unavailable", f"cannot check tokens now: {exc.detail}", retry_after=exc.retry_after
+            )
         case SessionNotFoundError() | InvalidSessionIdError():
             return not_found("session")
+        case ConversationNotFoundError():
+            return not_found("conversation")
+        case UnboundConversationError():
+            return HttpError(403, "Forbidden", str(exc))
         case SessionExistsError():
             return HttpError(409, "Conflict", str(exc))
         case SessionConflictError():
