@@ -342,7 +342,7 @@ class _Run:
         for extra in context.run_tools():
             self.tools.setdefault(extra.name, extra)
         texts = [self.agent.instructions or "", *self.run_options.instructions, *context.instructions]
-        self.instructions = "\n\n".join(texts).strip() or None
+        self.instructions = "\n".join(t for t in texts if t) or None  # one per line, as Agent Framework joins them
         return _Transcript(context.get_messages(include_input=True), service_mode=self.service_mode)
 
     async def _rounds(self, transcript: _Transcript, *, stream: bool) -> AsyncGenerator[AgentResponseUpdate, None]:

@@ -134,7 +134,7 @@ async def test_default_options_merge_under_run_options_and_instructions_add_up(
     await agent.run("hi", options={"temperature": 0.9, "instructions": "From the run."})
     body = model.responses_requests()[-1]
     assert (body["temperature"], body["max_output_tokens"]) == (0.9, 10)
-    assert body["instructions"] == "Base.\n\nFrom defaults.\n\nFrom the run."
+    assert body["instructions"] == "Base.\nFrom defaults.\nFrom the run."
 
 
 async def test_run_tools_are_offered_and_called_for_that_run_only(client: OpenAIResponsesClient, model: EchoModel):
@@ -449,7 +449,7 @@ async def test_response_and_message_shapes(client: OpenAIResponsesClient, model:
         assert result.created_at is not None
         assert result.agent_id == agent.id
         assert result.usage_details["output_token_count"] == result.usage.output_token_count > 0
-        assert model.responses_requests()[-1]["instructions"] == "Base.\n\nAppended directly."
+        assert model.responses_requests()[-1]["instructions"] == "Base.\nAppended directly."
         updates = [u async for u in agent.run("hi", stream=True)]
         assert "".join(f"{u}" for u in updates) == result.text
         assert all(u.user_input_requests == [] for u in updates)

@@ -38,7 +38,7 @@ async def test_providers_run_in_order_then_reverse_with_own_state(client: OpenAI
     assert log[:4] == ["before:a", "before:b", "after:b:I have seen", "after:a:I have seen"]
     assert session.state["a"] == {"runs": 2}
     assert session.state["b"] == {"runs": 2}
-    assert model.responses_requests()[-1]["instructions"] == "base\n\nfrom a\n\nfrom b"
+    assert model.responses_requests()[-1]["instructions"] == "base\nfrom a\nfrom b"
 
 
 class Rag(BaseContextProvider):
