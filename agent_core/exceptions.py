@@ -28,18 +28,30 @@ class ApprovalError(AgentInputError):
 
 
 class ModelError(AgentCoreError):
-    """The model service failed a request. The session is left exactly as it was before the run."""
+    """The model service failed a request. The session is left exactly as it was before the run.
 
-    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+    `code` is the service's error code when it gave one (e.g. `context_length_exceeded`,
+    `rate_limit_exceeded`), so callers can tell failures of the same status apart.
+    """
+
+    def __init__(self, message: str, *, status_code: int | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.status_code = status_code
+        self.code = code
 
 
 class ModelRateLimitError(ModelError):
     """The model service is throttling (429) or temporarily unavailable (503)."""
 
-    def __init__(self, message: str, *, status_code: int | None = 429, retry_after: float | None = None) -> None:
-        super().__init__(message, status_code=status_code)
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = 429,
+        retry_after: float | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, code=code)
         self.retry_after = retry_after
 
 

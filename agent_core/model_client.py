@@ -123,15 +123,16 @@ def map_openai_error(exc: openai.OpenAIError) -> ModelError:
     if isinstance(exc, openai.APITimeoutError):
         return ModelTimeoutError(f"the model did not answer in time: {exc}")
     if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
+        status, code = exc.status_code, exc.code
         message = f"model service returned {status}: {exc.message}"
         if status in (429, 503):
-            return ModelRateLimitError(message, status_code=status, retry_after=_retry_after(exc.response.headers))
+            retry_after = _retry_after(exc.response.headers)
+            return ModelRateLimitError(message, status_code=status, retry_after=retry_after, code=code)
         if status in (401, 403):
-            return ModelAuthenticationError(message, status_code=status)
+            return ModelAuthenticationError(message, status_code=status, code=code)
         if 400 <= status < 500:
-            return ModelBadRequestError(message, status_code=status)
-        return ModelServiceError(message, status_code=status)
+            return ModelBadRequestError(message, status_code=status, code=code)
+        return ModelServiceError(message, status_code=status, code=code)
     if isinstance(exc, openai.APIConnectionError):
         return ModelServiceError(f"cannot reach the model service: {exc}")
     return ModelServiceError(f"model call failed: {exc}")

@@ -32,16 +32,16 @@ async def _session_with_history(client: OpenAIResponsesClient):
 
 
 @pytest.mark.parametrize(
-    ("fault", "error", "status"),
+    ("fault", "error", "status", "code"),
     [
-        ({"status": 429, "retry_after": 7}, ModelRateLimitError, 429),
-        ({"status": 503}, ModelRateLimitError, 503),
-        ({"status": 500}, ModelServiceError, 500),
-        ({"status": 400}, ModelBadRequestError, 400),
+        ({"status": 429, "retry_after": 7}, ModelRateLimitError, 429, "rate_limit_exceeded"),
+        ({"status": 503}, ModelRateLimitError, 503, None),
+        ({"status": 500}, ModelServiceError, 500, None),
+        ({"status": 400}, ModelBadRequestError, 400, None),
     ],
 )
 async def test_status_errors_are_typed_and_change_nothing(
-    client: OpenAIResponsesClient, model: EchoModel, fault, error, status
+    client: OpenAIResponsesClient, model: EchoModel, fault, error, status, code
 ):
     agent, session = await _session_with_history(client)
     before = json.dumps(session.to_dict())
@@ -49,11 +49,19 @@ async def test_status_errors_are_typed_and_change_nothing(
     with pytest.raises(error) as info:
         await agent.run("this turn fails", session=session)
     assert info.value.status_code == status
+    assert info.value.code == code
     if "retry_after" in fault:
         assert info.value.retry_after == 7
     assert json.dumps(session.to_dict()) == before
     reply = await agent.run("next", session=session)
     assert seen_user_messages(reply.text) == ["remember me", "next"]
+
+
+async def test_bad_request_carries_the_service_error_code(client: OpenAIResponsesClient):
+    agent = client.as_agent()
+    with pytest.raises(ModelBadRequestError) as info:
+        await agent.run("continue", session=agent.get_session("resp_unknown"))
+    assert info.value.code == "previous_response_not_found"
 
 
 async def test_timeout_is_typed(model_server: EchoModelServer, model: EchoModel):
