@@ -77,3 +77,7 @@ class StructuredOutputError(AgentCoreError):
     def __init__(self, message: str, *, text: str = "") -> None:
         super().__init__(message)
         self.text = text
+
+
+class CompactionError(AgentCoreError):
+    """A compaction was asked of messages that do not match the session's compaction state."""
