@@ -136,17 +136,13 @@ class AuthConfig:
         return "none"
 
 
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "true")
-
-
 def _items(text: str | None) -> tuple[str, ...]:
     return tuple(item.strip() for item in (text or "").split(",") if item.strip())
 
 
-def auth_config(settings: AppSettings, platform: Mapping[str, str]) -> AuthConfig:
-    """The mode and its settings, plus what the platform sets in the environment (`WEBSITE_INSTANCE_ID` in
-    Azure, `WEBSITE_AUTH_ENABLED` when App Service authentication is on): facts about the host, not settings."""
+def auth_config(settings: AppSettings) -> AuthConfig:
+    """The mode and its settings, and what the platform says about itself (`WEBSITE_INSTANCE_ID` in Azure,
+    `WEBSITE_AUTH_ENABLED` when App Service authentication is on)."""
     jwt_config = None
     if settings.auth_mode == "jwt":
         if not settings.auth_issuer:
@@ -159,8 +155,8 @@ def auth_config(settings: AppSettings, platform: Mapping[str, str]) -> AuthConfi
         )
     return AuthConfig(
         mode=settings.auth_mode,
-        in_azure=bool(platform.get("WEBSITE_INSTANCE_ID")),
-        platform_auth_enabled=_truthy(platform.get("WEBSITE_AUTH_ENABLED")),
+        in_azure=bool(settings.website_instance_id),
+        platform_auth_enabled=settings.website_auth_enabled,
         jwt=jwt_config,
     )
 

@@ -142,7 +142,6 @@ class RuntimeHolder:
     def __init__(self, agents: Mapping[str, AgentSpec], settings: AppSettings | None = None) -> None:
         self.agents = dict(agents)
         self._settings = settings
-        self._platform: Mapping[str, str] | None = None  # what the platform sets (tests: configure())
         self._runtime: Runtime | None = None
         self._lock: asyncio.Lock | None = None
 
@@ -155,7 +154,7 @@ class RuntimeHolder:
             if self._runtime is None:
                 settings = self._settings or AppSettings.from_env()
                 await telemetry.ensure_configured(settings)
-                auth = Authenticator(auth_config(settings, self._platform or os.environ))
+                auth = Authenticator(auth_config(settings))
                 store = build_store(settings)
                 client, kind = build_model_client(settings)
                 try:
@@ -176,10 +175,9 @@ class RuntimeHolder:
 
         For tests and tooling; `configure()` with no overrides restores the process settings.
         """
-        environ = {**os.environ, **overrides}
-        settings = AppSettings.from_env(environ)
-        self._settings, self._platform = settings, environ
+        settings = AppSettings.from_env({**os.environ, **overrides})
+        self._settings = settings
         if self._runtime is not None:
             self._runtime.settings = settings
-            self._runtime.auth.reconfigure(auth_config(settings, environ))
+            self._runtime.auth.reconfigure(auth_config(settings))
             self._runtime.store = self._runtime.store.with_limits(store_limits(settings))

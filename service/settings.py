@@ -223,6 +223,17 @@ class AppSettings(_Settings):
         alias="AGENT_ATTACH_UNBOUND_CONVERSATIONS",
         description="true: sessions may attach conversations this app did not create (the caller vouches for the id).",
     )
+    # Set by the platform, never by a deployment: facts about where the app runs (service/auth.py)
+    website_instance_id: str | None = Field(
+        None,
+        alias="WEBSITE_INSTANCE_ID",
+        description="Set by the platform in Azure; there an unset AGENT_AUTH_MODE is refused, not taken as none.",
+    )
+    website_auth_enabled: bool = Field(
+        False,
+        alias="WEBSITE_AUTH_ENABLED",
+        description="Set by the platform when App Service authentication is on; only then are its headers trusted.",
+    )
 
     @property
     def limits(self) -> Limits:

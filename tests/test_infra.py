@@ -55,10 +55,13 @@ OPTIONAL_BY_DESIGN = {
     "SessionStorage": "a connection string (Azurite); in Azure SessionStorage__tableServiceUri with the identity",
     "OTEL_EXPORTER_OTLP_ENDPOINT": "an OTLP collector of your own; in Azure telemetry goes to Application Insights",
     "AGENT_AUTH_JWKS_URL": "jwt mode finds the issuer's keys by OpenID discovery",
+    "WEBSITE_INSTANCE_ID": "set by the platform",
 }
 # Never set in Azure: keys, connection strings, and what Flex Consumption rejects
 # or takes elsewhere (the runtime is functionAppConfig.runtime; AzureWebJobsStorage is identity-based).
 FORBIDDEN_APP_SETTINGS = {
+    "WEBSITE_INSTANCE_ID",  # the platform's own: a deployment setting them would lie about where the app runs
+    "WEBSITE_AUTH_ENABLED",  # ... or make the app trust principal headers no platform checked
     "AZURE_OPENAI_API_KEY",
     "OPENAI_API_KEY",
     "SessionStorage",
