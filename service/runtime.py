@@ -52,7 +52,9 @@ class AgentSpec:
 def store_limits(settings: AppSettings) -> StoreLimits:
     """The TTL and size limits the store enforces, from the settings."""
     limits = settings.limits
-    return StoreLimits(settings.session_ttl_seconds, limits.max_session_bytes, limits.max_state_bytes)
+    return StoreLimits(
+        settings.session_ttl_seconds, limits.max_session_bytes, limits.max_state_bytes, settings.turn_lease_seconds
+    )
 
 
 def build_store(settings: AppSettings) -> TableSessionStore:

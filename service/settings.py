@@ -151,6 +151,26 @@ class AppSettings(_Settings):
         alias="AGENT_DELETE_SERVICE_CONVERSATIONS",
         description="true: the sweep also deletes service conversations.",
     )
+    # Turns
+    turn_lease_seconds: int = Field(
+        630,
+        alias="AGENT_TURN_LEASE_SECONDS",
+        ge=2,
+        le=3600,
+        description="How long a turn holds its session; over host.json's functionTimeout (10 min), a turn's bound.",
+    )
+    if_busy: Literal["reject", "enqueue"] = Field(
+        "reject",
+        alias="AGENT_IF_BUSY",
+        description="A turn meeting a running one: reject (409) or enqueue (wait); a request's if_busy overrides.",
+    )
+    enqueue_wait_seconds: float = Field(
+        30,
+        alias="AGENT_ENQUEUE_WAIT_SECONDS",
+        ge=0,
+        le=600,
+        description="Longest an enqueued turn waits for the running one before it gets 409.",
+    )
     # Limits
     max_request_bytes: int = Field(
         1048576, alias="AGENT_MAX_REQUEST_BYTES", ge=1024, description="Largest accepted request body (413 above)."

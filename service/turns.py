@@ -1,13 +1,23 @@
-"""One turn of a stored session: load (one query), run the agent, commit (one transaction) — or write nothing.
+"""One turn of a stored session: load, take the turn lease, run the agent, commit — or write nothing.
 
 `turn()` is the whole walk; the HTTP layer only parses and validates before calling it, and answers after.
+A turn reads the session (one query), claims it with a conditional write of the header's lease (so a
+second turn finds it busy before calling the model or running a tool), runs, and commits in one
+transaction conditioned on the lease's ETag that also releases it: 1 read + 2 writes. A turn sent with
+an Idempotency-Key stores its reply with the commit; the same key again gets that reply, with no model call.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import logging
+import secrets
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 from agent_core.agents import AgentResponse, AgentResponseUpdate
 from agent_core.messages import Message
@@ -16,7 +26,27 @@ from agent_core.sessions import AgentSession, service_id_text
 
 from .ownership import conversation_metadata
 from .runtime import AgentSpec, Runtime
-from .storage import StoredSession
+from .storage import SessionConflictError, StoredSession, StoreError
+from .storage.layout import KeyRecord
+
+logger = logging.getLogger(__name__)
+
+IfBusy = Literal["reject", "enqueue"]
+BUSY_RETRY_AFTER = 1.0
+"""Seconds a client refused with 409 (a turn in progress) is told to wait: turns take seconds, not the lease."""
+_POLL_FIRST, _POLL_MAX = 0.02, 0.25
+
+
+class TurnInProgressError(StoreError):
+    """Another turn holds the session (or this very request, sent again with its Idempotency-Key, still runs)."""
+
+    def __init__(self, message: str, *, retry_after: float = BUSY_RETRY_AFTER) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class IdempotencyKeyReusedError(StoreError):
+    """An Idempotency-Key sent again with a different request body."""
 
 
 class StoredHistoryProvider(BaseHistoryProvider):
@@ -36,19 +66,32 @@ class StoredHistoryProvider(BaseHistoryProvider):
 
 @dataclass(frozen=True)
 class TurnRequest:
-    """A validated turn: whose session, the input messages (approval decisions included) and model options."""
+    """A validated turn: whose session, the input messages (approval decisions included), model options,
+    what to do when another turn runs, and the Idempotency-Key with the fingerprint of the request body."""
 
     owner: str
     session_id: str
     messages: list[Message]
     options: dict[str, Any]
     stream: bool = False
+    if_busy: IfBusy = "reject"
+    idempotency_key: str | None = None
+    fingerprint: str = ""
+
+    @property
+    def key_hash(self) -> str:
+        if self.idempotency_key is None:
+            return ""
+        return hashlib.sha256(self.idempotency_key.encode()).hexdigest()[:40]
 
 
 @dataclass
 class TurnResult:
     response: AgentResponse
     session: StoredSession
+    turn: int
+    replayed: bool = False
+    """True when this is the stored reply of an earlier request with the same Idempotency-Key."""
 
 
 @dataclass
@@ -60,39 +103,113 @@ class TurnEvent:
 
 
 async def turn(runtime: Runtime, spec: AgentSpec, request: TurnRequest) -> AsyncIterator[TurnEvent]:
-    """Load the session, run the agent on it and commit the turn; every failure leaves the session untouched.
-
-    Yields the run's updates when `request.stream` is set, and always ends with the committed result.
+    """Load the session, take its lease, run the agent and commit the turn; every failure leaves the
+    session as it was (and frees the lease). Yields the run's updates when `request.stream` is set, and
+    always ends with the result: the committed turn, or the stored one for a repeated Idempotency-Key.
     """
-    stored = await runtime.store.load(request.owner, spec.name, request.session_id)
-    history = StoredHistoryProvider(stored.messages)
-    agent = spec.build(runtime.client, runtime.settings, history)
-    session = AgentSession(stored.session_id, stored.service_session_id, stored.state)
-    owns_conversation = stored.owns_conversation
-    if stored.history == "service" and not session.service_session_id:
-        # a service-mode session gets its server-side conversation on its first turn
-        metadata = conversation_metadata(stored.owner, stored.agent, stored.session_id)
-        session.service_session_id = await runtime.client.create_conversation(metadata=metadata)
-        owns_conversation = True
-    if request.stream:
-        stream = agent.run(request.messages, session=session, stream=True, options=request.options)
-        async for update in stream:
-            yield TurnEvent(update=update)
-        response = await stream.get_final_response()
-    else:
-        response = await agent.run(request.messages, session=session, options=request.options)
-    updated = replace(
-        stored,
-        state=session.state,
-        service_session_id=service_id_text(session.service_session_id),
-        owns_conversation=owns_conversation,
-    )
-    yield TurnEvent(result=TurnResult(response, await runtime.store.commit_turn(updated, history.new_messages)))
+    leased = await _acquire(runtime, spec, request)
+    if isinstance(leased, TurnResult):
+        if request.stream:
+            for message in leased.response.messages:
+                yield TurnEvent(update=AgentResponseUpdate(contents=message.contents, role=message.role))
+        yield TurnEvent(result=leased)
+        return
+    store = runtime.store
+    created_conversation: str | None = None
+    try:
+        history = StoredHistoryProvider(leased.messages)
+        agent = spec.build(runtime.client, runtime.settings, history)
+        session = AgentSession(leased.session_id, leased.service_session_id, leased.state)
+        owns_conversation = leased.owns_conversation
+        if leased.history == "service" and not session.service_session_id:
+            # a service-mode session gets its server-side conversation on its first turn, once it holds the lease
+            metadata = conversation_metadata(leased.owner, leased.agent, leased.session_id)
+            session.service_session_id = created_conversation = await runtime.client.create_conversation(
+                metadata=metadata
+            )
+            owns_conversation = True
+        if request.stream:
+            stream = agent.run(request.messages, session=session, stream=True, options=request.options)
+            async for update in stream:
+                yield TurnEvent(update=update)
+            response = await stream.get_final_response()
+        else:
+            response = await agent.run(request.messages, session=session, options=request.options)
+        service_id = service_id_text(session.service_session_id)
+        owned = owns_conversation
+        updated = replace(leased, state=session.state, service_session_id=service_id, owns_conversation=owned)
+        record = None
+        if request.idempotency_key is not None:
+            record = (request.key_hash, KeyRecord(request.fingerprint, leased.turns + 1, response.model_dump_json()))
+        committed = await store.commit_turn(updated, history.new_messages, record=record)
+    except BaseException as exc:
+        if not isinstance(exc, SessionConflictError):  # a conflict means the lease is no longer ours
+            await store.release(leased)
+        if created_conversation is not None:
+            await _delete_conversation(runtime, created_conversation)
+        raise
+    yield TurnEvent(result=TurnResult(response, committed, committed.turns))
 
 
 async def run_turn(runtime: Runtime, spec: AgentSpec, request: TurnRequest) -> TurnResult:
-    """`turn()` to its end: the committed result."""
+    """`turn()` to its end: the result."""
     async for event in turn(runtime, spec, request):
         if event.result is not None:
             return event.result
     raise AssertionError("a turn always ends with its result")
+
+
+async def _acquire(runtime: Runtime, spec: AgentSpec, request: TurnRequest) -> StoredSession | TurnResult:
+    """The session, leased to this turn; or the stored result of an earlier request with the same key.
+
+    A session another turn holds is refused at once (`reject`) or waited for (`enqueue`, polling the
+    header, bounded by AGENT_ENQUEUE_WAIT_SECONDS), then read again: the waiter runs on the new history.
+    """
+    store, key_hash = runtime.store, request.key_hash
+    wait = runtime.settings.enqueue_wait_seconds if request.if_busy == "enqueue" else 0.0
+    deadline = time.monotonic() + wait
+    delay = _POLL_FIRST
+    while True:
+        stored = await store.load(request.owner, spec.name, request.session_id, key_hash=key_hash or None)
+        if stored.record is not None:
+            return _replay(stored, stored.record, request)
+        now = datetime.now(UTC)
+        if stored.leased(now):
+            if key_hash and stored.lease_key == key_hash:
+                if stored.lease_fp != request.fingerprint:
+                    raise IdempotencyKeyReusedError("this Idempotency-Key was sent with a different request")
+                busy = TurnInProgressError("the turn with this Idempotency-Key is still running")
+            else:
+                busy = TurnInProgressError("a turn is in progress on this session")
+        else:
+            store.check_room(stored, request.messages)
+            try:
+                return await store.claim(
+                    stored, secrets.token_hex(8), key_hash=key_hash, fingerprint=request.fingerprint, now=now
+                )
+            except SessionConflictError:
+                busy = TurnInProgressError("a turn is in progress on this session")
+        # busy: wait for the lease to go (polling the header alone), then read the session again
+        while True:
+            if time.monotonic() + delay > deadline:
+                raise busy
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, _POLL_MAX)
+            header = await store.get_header(stored.pk)
+            if header is None or not header.leased(datetime.now(UTC)):
+                break
+
+
+def _replay(stored: StoredSession, record: KeyRecord, request: TurnRequest) -> TurnResult:
+    if record.fingerprint != request.fingerprint:
+        raise IdempotencyKeyReusedError("this Idempotency-Key was used for a different request")
+    response = AgentResponse.model_validate_json(record.response_json)
+    return TurnResult(response, stored, record.turn, replayed=True)
+
+
+async def _delete_conversation(runtime: Runtime, conversation_id: str) -> None:
+    """A failed first service-mode turn leaves no orphan conversation behind (best effort)."""
+    try:
+        await runtime.client.delete_conversation(conversation_id)
+    except Exception as exc:
+        logger.warning("could not delete conversation %s of a failed turn: %s", conversation_id, exc)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from typing import Any, Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -52,6 +54,8 @@ class TurnBody(_Body):
     approvals: list[ApprovalDecision] = Field(default_factory=list)
     options: dict[str, Any] = Field(default_factory=dict)
     stream: bool = False
+    if_busy: Literal["reject", "enqueue"] | None = None
+    """What to do when another turn runs on the session (default: the AGENT_IF_BUSY setting)."""
 
     @field_validator("options")
     @classmethod
@@ -84,6 +88,25 @@ class TurnBody(_Body):
             decisions = [Content.from_function_approval_response(d.id, d.approved) for d in self.approvals]
             messages.append(Message(role="user", contents=decisions))
         return messages
+
+
+DELIVERY_FIELDS = frozenset({"stream", "if_busy"})
+"""Fields that say how to deliver a turn, not what the turn is: a retry may change them under the same key."""
+IDEMPOTENCY_KEY = re.compile(r"^[\x20-\x7e]{1,255}$")
+
+
+def idempotency_key(request: Request) -> str | None:
+    """The Idempotency-Key header: 1-255 printable ASCII characters, or absent."""
+    key = request.headers.get("idempotency-key")
+    if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
+        raise bad_request("Idempotency-Key must be 1-255 printable ASCII characters")
+    return key
+
+
+def fingerprint(data: dict[str, Any]) -> str:
+    """What identifies a turn request under its Idempotency-Key: the body, canonical, without delivery fields."""
+    turn = {k: v for k, v in data.items() if k not in DELIVERY_FIELDS}
+    return hashlib.sha256(json.dumps(turn, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 class HistoryQuery(BaseModel):

@@ -22,9 +22,18 @@ from agent_core.sessions import new_session_id
 from ..expiry import SweepResult, sweep
 from ..ownership import check_attachable
 from ..runtime import AgentSpec, Runtime, RuntimeHolder
-from ..storage import SessionConflictError
-from ..turns import TurnRequest, run_turn, turn
-from .bodies import CreateSessionBody, HistoryQuery, TurnBody, parse, parse_query, read_json
+from ..storage import SessionConflictError, StoredSession, StoreError
+from ..turns import TurnRequest, TurnResult, run_turn, turn
+from .bodies import (
+    CreateSessionBody,
+    HistoryQuery,
+    TurnBody,
+    fingerprint,
+    idempotency_key,
+    parse,
+    parse_query,
+    read_json,
+)
 from .problems import HttpError, method_not_allowed, not_found, to_http_error
 from .sse import EVENT_STREAM, stream_response
 from .views import history_page, session_detail, session_view, turn_payload
@@ -77,6 +86,11 @@ def session_id(request: Request) -> str:
     return str(request.path_params.get("session_id", ""))
 
 
+def replay_headers(result: TurnResult) -> dict[str, str]:
+    """`Idempotent-Replayed: true` on the stored reply of a repeated Idempotency-Key (as Stripe's API says it)."""
+    return {"Idempotent-Replayed": "true"} if result.replayed else {}
+
+
 class HttpApi:
     """The routes' handlers, sharing one lazily built runtime per process."""
 
@@ -113,11 +127,29 @@ class HttpApi:
         stored = await runtime.store.load(caller, spec.name, session_id(request), with_history=False)
         if request.method == "GET":
             return JSONResponse(session_detail(stored))
-        if not await runtime.store.delete(stored):
-            raise SessionConflictError("the session changed while being deleted")
-        if runtime.settings.delete_service_conversations and stored.owns_conversation and stored.service_session_id:
-            await runtime.client.delete_conversation(stored.service_session_id)
+        if not await runtime.store.delete_header(stored):
+            raise SessionConflictError("the session changed while being deleted; nothing was deleted")
+        await self._finish_delete(runtime, stored)
         return Response(status_code=204)
+
+    @staticmethod
+    async def _finish_delete(runtime: Runtime, stored: StoredSession) -> None:
+        """After the header is gone the session is gone: its rows and service conversation go too, and what
+        fails is recorded for the sweep (an index row due now) instead of failing the DELETE."""
+        conversation = None
+        if runtime.settings.delete_service_conversations and stored.owns_conversation and stored.service_session_id:
+            conversation = stored.service_session_id
+        try:
+            await runtime.store.delete_rows(stored.pk, stored.inc)
+            if conversation is not None:
+                await runtime.client.delete_conversation(conversation)
+            return
+        except Exception as exc:
+            logger.warning("delete of %s left work for the sweep: %s", stored.session_id, exc)
+        try:
+            await runtime.store.schedule_cleanup(stored, conversation=conversation, now=datetime.now(UTC))
+        except StoreError as exc:  # the index row at the session's deadline still brings the sweep here
+            logger.warning("could not schedule the cleanup of %s: %s", stored.session_id, exc)
 
     # agents/{agent}/sessions/{session_id}/messages
     @handler("GET", "POST")
@@ -131,16 +163,33 @@ class HttpApi:
             )
             return JSONResponse(history_page(page, next_after))
         limits = runtime.settings.limits
-        body = parse(TurnBody, await read_json(request, limits.max_request_bytes, required=True))
+        data = await read_json(request, limits.max_request_bytes, required=True)
+        body = parse(TurnBody, data)
+        key = idempotency_key(request)
         stream = body.stream or EVENT_STREAM in request.headers.get("accept", "")
-        turn_request = TurnRequest(caller, session_id(request), body.to_messages(limits), body.options, stream)
+        turn_request = TurnRequest(
+            owner=caller,
+            session_id=session_id(request),
+            messages=body.to_messages(limits),
+            options=body.options,
+            stream=stream,
+            if_busy=body.if_busy or runtime.settings.if_busy,
+            idempotency_key=key,
+            fingerprint=fingerprint(data) if key is not None else "",
+        )
         if stream:
             return await stream_response(turn(runtime, spec, turn_request), self._background)
-        return JSONResponse(turn_payload(await run_turn(runtime, spec, turn_request)))
+        result = await run_turn(runtime, spec, turn_request)
+        return JSONResponse(turn_payload(result), headers=replay_headers(result))
 
     # health
     @handler("GET", anonymous=True)
     async def health(self, runtime: Runtime, request: Request) -> Response:
+        try:
+            await runtime.store.ping()
+        except StoreError as exc:
+            logger.warning("health: storage unreachable: %s", exc)
+            raise HttpError(503, "Service Unavailable", "session storage is unreachable", retry_after=5) from None
         return JSONResponse(
             {
                 "status": "ok",

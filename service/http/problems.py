@@ -32,6 +32,7 @@ from ..storage import (
     StorageUnavailableError,
     TurnTooLargeError,
 )
+from ..turns import IdempotencyKeyReusedError, TurnInProgressError
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +106,10 @@ def to_http_error(exc: Exception) -> HttpError:
             return HttpError(403, "Forbidden", str(exc))
         case SessionExistsError():
             return HttpError(409, "Conflict", str(exc))
+        case TurnInProgressError():
+            return HttpError(409, "Conflict", f"{exc}; nothing was done for this request", retry_after=exc.retry_after)
+        case IdempotencyKeyReusedError():
+            return HttpError(422, "Unprocessable Content", str(exc))
         case SessionConflictError():
             return HttpError(409, "Conflict", f"{exc}; retry the turn")
         case ApprovalError():

@@ -71,7 +71,7 @@ def turn_payload(result: TurnResult) -> dict[str, Any]:
     return {
         "session_id": stored.session_id,
         "agent": stored.agent,
-        "turn": stored.turns,
+        "turn": result.turn,
         "text": response.text,
         "messages": messages_json(response.messages),
         "usage": response.usage.model_dump(),

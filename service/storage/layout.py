@@ -1,7 +1,9 @@
 """How a session lies in its table partition: keys, the header row, turn rows, and packing text into properties.
 
 Layout of a session's partition (`s~<owner hash>~<agent>~<session id>`):
-  RowKey "h"                 the header: owner, agent, history mode, service id, state, times, counters, lease
+  RowKey "h"                 the header: owner, agent, history mode, service id, state, times, counters, and
+                             the turn lease (id, expiry, the leased turn's idempotency key and body hash)
+  RowKey "k~<key hash>~<inc>" the reply of a turn sent with an Idempotency-Key (continued like turn rows)
   RowKey "t~<inc>~<turn>"    one row per committed turn holding that turn's messages (continued in
                              "t~<inc>~<turn>~<n>" rows when a turn is over ~900 KB compressed)
 `inc` is the session's incarnation: rows of an earlier session with the same id are ignored and swept.
@@ -47,8 +49,12 @@ _PIECE_COLUMNS = ["j", "zn", *(f"z{n:02d}" for n in range(PIECES_PER_ENTITY))]
 HEADER_COLUMNS = [
     "schema", "session_id", "owner", "agent", "history", "service_session_id", "owns_conversation",
     "created_at", "updated_at", "expires_at", "turns", "message_count", "inc", "size_bytes",
+    "lease_id", "lease_until", "lease_key", "lease_fp", "last_turn_id",
 ]  # fmt: skip
-LOAD_COLUMNS = ["PartitionKey", "RowKey", *HEADER_COLUMNS, *(f"s{c}" for c in _PIECE_COLUMNS), *_PIECE_COLUMNS]
+_KEY_COLUMNS = ["fp", "turn"]
+LOAD_COLUMNS = [
+    "PartitionKey", "RowKey", *HEADER_COLUMNS, *(f"s{c}" for c in _PIECE_COLUMNS), *_PIECE_COLUMNS, *_KEY_COLUMNS,
+]  # fmt: skip
 """Selecting columns spares the SDK parsing every row's Timestamp (40% of a 1,000-row load's CPU)."""
 
 
@@ -81,6 +87,21 @@ def turn_rk(inc: str, turn: int) -> str:
 def turn_range(inc: str) -> tuple[str, str]:
     """RowKey bounds (low inclusive, high exclusive) of one incarnation's turn rows."""
     return f"t~{inc}~", f"t~{inc}~~"
+
+
+def key_rk(inc: str, key_hash: str) -> str:
+    """An idempotency record's row: keyed by the key first, so a load can ask for it before knowing `inc`."""
+    return f"k~{key_hash}~{inc}"
+
+
+def key_range(key_hash: str = "") -> tuple[str, str]:
+    """RowKey bounds of one key's records (every incarnation's), or of all records without `key_hash`."""
+    prefix = f"k~{key_hash}~" if key_hash else "k~"
+    return prefix, f"{prefix}~"
+
+
+def is_key_row_of(row_key: str, inc: str) -> bool:
+    return row_key.startswith("k~") and row_key.split("~")[2] == inc
 
 
 # --- packing text into entity properties ------------------------------------------------------------
@@ -147,6 +168,29 @@ class StoredSession:
     etag: str = ""
     messages: list[Message] = field(default_factory=list)
     message_count: int = 0
+    lease_id: str = ""
+    """The turn holding the session (empty when none), until `lease_until`."""
+    lease_until: datetime | None = None
+    lease_key: str = ""
+    """The leased turn's Idempotency-Key hash and body fingerprint (empty without a key)."""
+    lease_fp: str = ""
+    last_turn_id: str = ""
+    """The lease id of the last committed turn: how a turn whose commit answer was lost finds out it committed."""
+    record: KeyRecord | None = None
+    """The idempotency record asked for at load (`load(key_hash=...)`), when there is one."""
+
+    def leased(self, now: datetime) -> bool:
+        """True while a turn holds the session (an expired lease no longer counts)."""
+        return bool(self.lease_id) and self.lease_until is not None and self.lease_until > now
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """What a turn sent with an Idempotency-Key committed: the request's fingerprint, its turn and its reply."""
+
+    fingerprint: str
+    turn: int
+    response_json: str
 
 
 def header_entity(s: StoredSession, state_props: dict[str, Any]) -> dict[str, Any]:
@@ -167,8 +211,23 @@ def header_entity(s: StoredSession, state_props: dict[str, Any]) -> dict[str, An
         "message_count": s.message_count,
         "inc": s.inc,
         "size_bytes": s.size_bytes,
+        **lease_props(s),
+        "last_turn_id": s.last_turn_id,
         **{f"s{k}": v for k, v in state_props.items()},
     }
+
+
+def lease_props(s: StoredSession) -> dict[str, Any]:
+    """The header's lease columns (an absent expiry is written as the epoch: Table Storage has no null)."""
+    return {
+        "lease_id": s.lease_id,
+        "lease_until": s.lease_until or _EPOCH,
+        "lease_key": s.lease_key,
+        "lease_fp": s.lease_fp,
+    }
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def state_props(state: dict[str, Any], max_state_bytes: int) -> dict[str, Any]:
@@ -204,6 +263,11 @@ def session_from_header(entity: Mapping[str, Any]) -> StoredSession:
         inc=entity["inc"],
         size_bytes=int(entity.get("size_bytes", 0)),
         etag=str(metadata.get("etag", "")),
+        lease_id=str(entity.get("lease_id") or ""),
+        lease_until=entity.get("lease_until"),
+        lease_key=str(entity.get("lease_key") or ""),
+        lease_fp=str(entity.get("lease_fp") or ""),
+        last_turn_id=str(entity.get("last_turn_id") or ""),
     )
 
 
@@ -226,3 +290,18 @@ def turn_entities(pk: str, inc: str, turn: int, messages: list[Message]) -> tupl
         {"PartitionKey": pk, "RowKey": rk if n == 0 else f"{rk}~{n:03d}", **props} for n, props in enumerate(pack(text))
     ]
     return rows, len(text.encode())
+
+
+def key_entities(pk: str, inc: str, key_hash: str, record: KeyRecord) -> list[dict[str, Any]]:
+    """The rows holding an idempotency record (its reply packed like a turn's messages)."""
+    rk = key_rk(inc, key_hash)
+    rows = [
+        {"PartitionKey": pk, "RowKey": rk if n == 0 else f"{rk}~{n:03d}", **props}
+        for n, props in enumerate(pack(record.response_json))
+    ]
+    rows[0].update({"fp": record.fingerprint, "turn": record.turn})
+    return rows
+
+
+def key_record(rows: list[Mapping[str, Any]]) -> KeyRecord:
+    return KeyRecord(fingerprint=str(rows[0]["fp"]), turn=int(rows[0]["turn"]), response_json=unpack(rows))

@@ -7,6 +7,7 @@ The store is configured once (`StoreLimits`: TTL and size limits) and every call
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
@@ -22,7 +23,15 @@ from azure.data.tables.aio import TableClient
 
 from agent_core.messages import Message
 
-from .errors import SessionConflictError, SessionExistsError, SessionNotFoundError, TurnTooLargeError, storage_errors
+from .errors import (
+    SessionConflictError,
+    SessionExistsError,
+    SessionNotFoundError,
+    StorageUnavailableError,
+    StoreError,
+    TurnTooLargeError,
+    storage_errors,
+)
 from .layout import (
     HEADER_RK,
     INDEX_PREFIX,
@@ -30,13 +39,21 @@ from .layout import (
     MAX_TRANSACTION_BYTES,
     MAX_TRANSACTION_ENTITIES,
     MESSAGES,
+    SESSION_PREFIX,
     HistoryMode,
+    KeyRecord,
     StoredSession,
     estimate_bytes,
     expiry_bucket,
     group_turn_rows,
     header_entity,
     index_entity,
+    is_key_row_of,
+    key_entities,
+    key_range,
+    key_record,
+    key_rk,
+    lease_props,
     partition_key,
     session_from_header,
     state_props,
@@ -44,6 +61,8 @@ from .layout import (
     turn_range,
     unpack,
 )
+
+logger = logging.getLogger(__name__)
 
 STORAGE_RETRIES = 2
 """azure-core retries of a throttled or failed storage request (honouring Retry-After) before a 503."""
@@ -56,6 +75,8 @@ class StoreLimits:
     ttl_seconds: int = 86_400
     max_session_bytes: int = 16 << 20
     max_state_bytes: int = 256 << 10
+    lease_seconds: int = 300
+    """How long a turn holds its session before another turn may take it over (a crashed turn's bound)."""
 
 
 class RequestCounter(SansIOHTTPPolicy[Any, Any]):
@@ -157,34 +178,48 @@ class TableSessionStore:
             size_bytes=0,
         )
         header = header_entity(session, state_props(state, self.limits.max_state_bytes))
-        exists = SessionExistsError(f"session {session_id!r} already exists")
-        with storage_errors(f"session {session_id!r}"):
-            await self.table.upsert_entity(index_entity(pk, session.inc, session.expires_at))
+        existing = await self.get_header(pk)
+        if existing is not None and existing.expires_at > now:
+            raise SessionExistsError(f"session {session_id!r} already exists")  # nothing written
+        try:
+            etag = await self._create(session, header, existing)
+        except SessionNotFoundError:  # the table itself is missing (deleted): recreate it, try once more
+            await self.ensure_table()
+            etag = await self._create(session, header, existing)
+        session.etag = etag
+        return session
+
+    async def _create(self, session: StoredSession, header: dict[str, Any], expired: StoredSession | None) -> str:
+        exists = SessionExistsError(f"session {session.session_id!r} already exists")
+        with storage_errors(f"session {session.session_id!r}"):
+            await self.table.upsert_entity(index_entity(session.pk, session.inc, session.expires_at))
+            # an expired session the sweep has not reached yet does not block its id
+            if expired is not None and not await self.delete(expired):
+                raise exists
             try:
                 result = await self.table.create_entity(header)
             except ResourceExistsError:
-                # An expired session that the sweep has not reached yet does not block its id.
-                existing = await self.get_header(pk)
-                if existing is None or existing.expires_at > now or not await self.delete(existing):
-                    raise exists from None
-                try:
-                    result = await self.table.create_entity(header)
-                except ResourceExistsError:
-                    raise exists from None
-        session.etag = str(result.get("etag", ""))
-        return session
+                raise exists from None
+        return str(result.get("etag", ""))
 
     async def load(
-        self, owner: str, agent: str, session_id: str, *, now: datetime | None = None, with_history: bool = True
+        self,
+        owner: str,
+        agent: str,
+        session_id: str,
+        *,
+        now: datetime | None = None,
+        with_history: bool = True,
+        key_hash: str | None = None,
     ) -> StoredSession:
-        """Header and history in one partition query (paged by the service past 1,000 rows)."""
+        """Header and history in one partition query (paged by the service past 1,000 rows); with `key_hash`
+        the same query also brings that idempotency record (`session.record`)."""
         now = now or datetime.now(UTC)
         pk = partition_key(owner, agent, session_id)
         self._count("read")
         with storage_errors(f"session {session_id!r}"):
             if with_history:
-                query = self.table.query_entities("PartitionKey eq @pk", parameters={"pk": pk}, select=LOAD_COLUMNS)
-                rows = [row async for row in query]
+                rows = [row async for row in self._partition(pk, key_hash)]
             else:
                 rows = [await self.table.get_entity(pk, HEADER_RK)]
         if not rows or rows[0]["RowKey"] != HEADER_RK:
@@ -192,20 +227,106 @@ class TableSessionStore:
         session = session_from_header(rows[0])
         if session.owner != owner or session.agent != agent or session.expires_at <= now:
             raise SessionNotFoundError(f"session {session_id!r} not found")
-        prefix = f"t~{session.inc}~"
-        for group in group_turn_rows(r for r in rows[1:] if r["RowKey"].startswith(prefix)):
+        turn_prefix = f"t~{session.inc}~"
+        for group in group_turn_rows(r for r in rows[1:] if r["RowKey"].startswith(turn_prefix)):
             session.messages.extend(MESSAGES.validate_json(unpack(group)))
+        if key_hash:
+            key_rows = [r for r in rows[1:] if r["RowKey"].startswith(key_rk(session.inc, key_hash))]
+            session.record = key_record(key_rows) if key_rows else None
         return session
 
-    async def commit_turn(
-        self, updated: StoredSession, new_messages: list[Message], *, now: datetime | None = None
-    ) -> StoredSession:
-        """Commit one turn: `updated` is the session as loaded with the turn's state, service id and
-        conversation ownership applied. One entity group transaction writes the turn's row(s) and the
-        header, conditioned on the ETag the session was read with; the committed session is returned.
+    def _partition(self, pk: str, key_hash: str | None) -> AsyncIterator[Mapping[str, Any]]:
+        """The header and turn rows (every incarnation's: the caller keeps the current one's), plus one
+        idempotency record's rows when asked; other records are not read."""
+        # the SDK substitutes @names between spaces: no parenthesis may touch one
+        query = "PartitionKey eq @pk and ( RowKey eq @h or RowKey ge @t"
+        params = {"pk": pk, "h": HEADER_RK, "t": "t~"}
+        if key_hash:
+            query += " or ( RowKey ge @klow and RowKey lt @khigh )"
+            params["klow"], params["khigh"] = key_range(key_hash)
+        return self.table.query_entities(query + " )", parameters=params, select=LOAD_COLUMNS)
 
-        Raises SessionConflictError when another writer got there first, SessionNotFoundError when the
-        session was deleted meanwhile, TurnTooLargeError before writing anything that would not fit.
+    def check_room(self, session: StoredSession, new_messages: list[Message]) -> None:
+        """Refuse (TurnTooLargeError) a turn that cannot fit, before any work is done for it: a session at
+        its size or state limit, or input that alone would take it past the size limit."""
+        limits = self.limits
+        state_props(session.state, limits.max_state_bytes)
+        if session.history == "local":
+            grown = session.size_bytes + len(MESSAGES.dump_json(new_messages, exclude_defaults=True))
+            if session.size_bytes >= limits.max_session_bytes or grown > limits.max_session_bytes:
+                raise TurnTooLargeError(
+                    f"the session holds {session.size_bytes} bytes and this turn's input would take it past "
+                    f"the limit of {limits.max_session_bytes}"
+                )
+
+    # -- the turn lease --
+
+    async def claim(
+        self, session: StoredSession, lease_id: str, *, key_hash: str = "", fingerprint: str = "", now: datetime
+    ) -> StoredSession:
+        """Take the turn lease: a conditional write of the header's lease columns (If-Match the ETag read).
+
+        SessionConflictError when the header changed since it was read (another turn claimed or committed).
+        """
+        leased = replace(
+            session,
+            lease_id=lease_id,
+            lease_until=now + timedelta(seconds=self.limits.lease_seconds),
+            lease_key=key_hash,
+            lease_fp=fingerprint,
+        )
+        self._count("write")
+        entity = {"PartitionKey": session.pk, "RowKey": HEADER_RK, **lease_props(leased)}
+        try:
+            with storage_errors(f"session {session.session_id!r}"):
+                result = await self.table.update_entity(
+                    entity, mode=UpdateMode.MERGE, etag=session.etag, match_condition=MatchConditions.IfNotModified
+                )
+        except StorageUnavailableError:
+            # the answer may be lost after the write applied: never leave a lease nobody knows it holds
+            header = await self._reread(session.pk)
+            if header is not None and header.lease_id == lease_id:
+                await self.release(header)
+            raise
+        leased.etag = str(result.get("etag", ""))
+        return leased
+
+    async def release(self, leased: StoredSession) -> None:
+        """Give the lease back without a turn (the turn failed). Best effort: an unreleased lease expires."""
+        free = replace(leased, lease_id="", lease_until=None, lease_key="", lease_fp="")
+        entity = {"PartitionKey": leased.pk, "RowKey": HEADER_RK, **lease_props(free)}
+        try:
+            with storage_errors(f"session {leased.session_id!r}"):
+                await self.table.update_entity(
+                    entity, mode=UpdateMode.MERGE, etag=leased.etag, match_condition=MatchConditions.IfNotModified
+                )
+        except StoreError as exc:
+            logger.warning("could not release the lease of %s (it expires by itself): %s", leased.session_id, exc)
+
+    async def _reread(self, pk: str) -> StoredSession | None:
+        """The header after an ambiguous write, or None when it cannot be read either."""
+        try:
+            return await self.get_header(pk)
+        except StoreError:
+            return None
+
+    async def commit_turn(
+        self,
+        updated: StoredSession,
+        new_messages: list[Message],
+        *,
+        record: tuple[str, KeyRecord] | None = None,
+        now: datetime | None = None,
+    ) -> StoredSession:
+        """Commit one turn: `updated` is the session as loaded (and leased) with the turn's state, service id
+        and conversation ownership applied. One entity group transaction writes the turn's row(s), the
+        idempotency `record` (key hash, record) if any, and the header, which releases the lease; it is
+        conditioned on the ETag the session was read (or leased) with. Returns the committed session.
+
+        Raises SessionConflictError when another writer got there first (a lease taken over included),
+        SessionNotFoundError when the session was deleted meanwhile, TurnTooLargeError before writing
+        anything that would not fit. When the answer is lost or ambiguous, the header is read again and
+        the outcome decided from what is stored: the header names the lease of the last committed turn.
         """
         now = now or datetime.now(UTC)
         limits = self.limits
@@ -216,6 +337,12 @@ class TableSessionStore:
             updated_at=now,
             expires_at=now + timedelta(seconds=limits.ttl_seconds),
             messages=[*updated.messages, *new_messages],
+            lease_id="",
+            lease_until=None,
+            lease_key="",
+            lease_fp="",
+            last_turn_id=updated.lease_id,
+            record=None,
         )
         operations: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
         if new_messages and updated.history == "local":
@@ -223,6 +350,9 @@ class TableSessionStore:
             committed.size_bytes += size
             committed.message_count += len(new_messages)
             operations += [("create", row, {}) for row in rows]
+        if record is not None:
+            key_hash, key = record
+            operations += [("upsert", row, {}) for row in key_entities(updated.pk, updated.inc, key_hash, key)]
         if committed.size_bytes > limits.max_session_bytes:
             raise TurnTooLargeError(
                 f"the session would grow to {committed.size_bytes} bytes; the limit is {limits.max_session_bytes}"
@@ -240,13 +370,26 @@ class TableSessionStore:
         if body > MAX_TRANSACTION_BYTES:
             raise TurnTooLargeError(f"the turn is about {body} bytes; one table transaction holds 4 MiB")
         self._count("write")
-        with storage_errors(f"session {updated.session_id!r}"):
-            if len(operations) == 1:
-                result = await self.table.update_entity(header, **condition)
-                committed.etag = str(result.get("etag", ""))
-            else:
-                results = await self.table.submit_transaction(operations)
-                committed.etag = str(results[0].get("etag", ""))
+        try:
+            with storage_errors(f"session {updated.session_id!r}"):
+                if len(operations) == 1:
+                    result = await self.table.update_entity(header, **condition)
+                    committed.etag = str(result.get("etag", ""))
+                else:
+                    results = await self.table.submit_transaction(operations)
+                    committed.etag = str(results[0].get("etag", ""))
+        except (StorageUnavailableError, SessionConflictError) as exc:
+            header_now = await self._reread(updated.pk) if updated.lease_id else None
+            if header_now is not None and header_now.last_turn_id == updated.lease_id and header_now.turns == turn:
+                committed.etag = header_now.etag  # it was written: our answer was lost (or a retry met our own write)
+                return committed
+            if header_now is None and updated.lease_id and isinstance(exc, StorageUnavailableError):
+                raise StorageUnavailableError(
+                    "table storage failed while committing the turn and its outcome cannot be read; retry with the "
+                    "same Idempotency-Key to get the committed reply or run the turn",
+                    retry_after=exc.retry_after,
+                ) from exc
+            raise
         return committed
 
     async def list_messages(
@@ -261,27 +404,34 @@ class TableSessionStore:
     # -- deletion and expiry --
 
     async def delete(self, session: StoredSession) -> bool:
-        """Delete the header (conditioned on the ETag read), then the history rows. False if it changed meanwhile."""
-        try:
-            with storage_errors(f"session {session.session_id!r}"), contextlib.suppress(ResourceNotFoundError):
-                await self.table.delete_entity(
-                    session.pk, HEADER_RK, etag=session.etag, match_condition=MatchConditions.IfNotModified
-                )
-        except SessionConflictError:  # the ETag no longer matches (a 412 however the SDK reports it)
+        """Delete the header (conditioned on the ETag read), then the rows. False if it changed or went meanwhile."""
+        if not await self.delete_header(session):
             return False
         await self.delete_rows(session.pk, session.inc)
         return True
 
+    async def delete_header(self, session: StoredSession) -> bool:
+        """Delete the header, conditioned on the ETag read: the session is gone once this returns True. False
+        when it changed (a turn renewed or leased it) or another deleter got there first."""
+        try:
+            with storage_errors(f"session {session.session_id!r}"):
+                await self.table.delete_entity(
+                    session.pk, HEADER_RK, etag=session.etag, match_condition=MatchConditions.IfNotModified
+                )
+        except (SessionConflictError, SessionNotFoundError):
+            return False
+        return True
+
     async def delete_rows(self, pk: str, inc: str) -> int:
-        """Delete one incarnation's turn rows, 100 per transaction. Idempotent."""
-        low, high = turn_range(inc)
-        query = "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high"
+        """Delete one incarnation's turn rows and idempotency records, 100 per transaction. Idempotent."""
+        (t_low, t_high), (k_low, k_high) = turn_range(inc), key_range()
+        query = "PartitionKey eq @pk and ( ( RowKey ge @tl and RowKey lt @th ) or ( RowKey ge @kl and RowKey lt @kh ) )"
+        params = {"pk": pk, "tl": t_low, "th": t_high, "kl": k_low, "kh": k_high}
         with storage_errors(f"rows of {pk!r}"):
             keys = [
                 {"PartitionKey": row["PartitionKey"], "RowKey": row["RowKey"]}
-                async for row in self.table.query_entities(
-                    query, parameters={"pk": pk, "low": low, "high": high}, select=["PartitionKey", "RowKey"]
-                )
+                async for row in self.table.query_entities(query, parameters=params, select=["PartitionKey", "RowKey"])
+                if not row["RowKey"].startswith("k~") or is_key_row_of(row["RowKey"], inc)
             ]
             for start in range(0, len(keys), MAX_TRANSACTION_ENTITIES):
                 batch = keys[start : start + MAX_TRANSACTION_ENTITIES]
@@ -289,8 +439,23 @@ class TableSessionStore:
                     await self.table.submit_transaction([("delete", key) for key in batch])
                 except TableTransactionError:
                     for key in batch:  # some were already gone: delete one by one (delete is idempotent)
-                        await self.table.delete_entity(key["PartitionKey"], key["RowKey"])
+                        with contextlib.suppress(ResourceNotFoundError):
+                            await self.table.delete_entity(key["PartitionKey"], key["RowKey"])
         return len(keys)
+
+    async def schedule_cleanup(self, session: StoredSession, *, conversation: str | None, now: datetime) -> None:
+        """Record for the sweep what a delete could not finish: an index row due now for the session's
+        incarnation (the sweep removes what is left of it), naming the service conversation to delete."""
+        row = {**index_entity(session.pk, session.inc, now), "conversation": conversation or ""}
+        with storage_errors("the expiry index"):
+            await self.table.upsert_entity(row)
+
+    async def ping(self) -> None:
+        """One cheap request proving the table answers (health); a missing table is created."""
+        try:
+            await self.get_header(f"{SESSION_PREFIX}health")
+        except SessionNotFoundError:  # the table itself is missing
+            await self.ensure_table()
 
     async def get_header(self, pk: str) -> StoredSession | None:
         with storage_errors(f"header of {pk!r}"):
@@ -307,14 +472,20 @@ class TableSessionStore:
             async for row in self.table.query_entities(query, parameters=params):
                 yield row
 
-    async def refile(self, row: Mapping[str, Any], pk: str, inc: str, expires_at: datetime) -> None:
-        """Move an index row to the bucket of the session's current deadline."""
+    async def refile(self, row: Mapping[str, Any], pk: str, inc: str, expires_at: datetime) -> bool:
+        """Move an index row to the bucket of the session's current deadline; False if another sweep did."""
         target = index_entity(pk, inc, expires_at)
-        if target["PartitionKey"] != row["PartitionKey"]:
-            with storage_errors("the expiry index"):
-                await self.table.upsert_entity(target)
-            await self.delete_index_row(row)
+        if target["PartitionKey"] == row["PartitionKey"]:
+            return False
+        with storage_errors("the expiry index"):
+            await self.table.upsert_entity(target)
+        return await self.delete_index_row(row)
 
-    async def delete_index_row(self, row: Mapping[str, Any]) -> None:
-        with storage_errors("the expiry index"), contextlib.suppress(ResourceNotFoundError):
-            await self.table.delete_entity(row["PartitionKey"], row["RowKey"])
+    async def delete_index_row(self, row: Mapping[str, Any]) -> bool:
+        """Delete an index row; False when it was already gone (another sweep took it)."""
+        try:
+            with storage_errors("the expiry index"):
+                await self.table.delete_entity(row["PartitionKey"], row["RowKey"])
+        except SessionNotFoundError:
+            return False
+        return True
