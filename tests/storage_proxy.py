@@ -1,10 +1,16 @@
-"""An HTTP proxy in front of Azurite that can be told to fail requests: storage faults over real HTTP."""
+"""An HTTP proxy in front of Azurite that can be told to fail requests: storage faults over real HTTP.
+
+Two kinds of fault: `fail_next` answers a request itself (storage refused it: nothing was applied);
+`lose_response_next` forwards it (storage applied it) and then cuts the answer short, as a connection
+reset after the write does: the client cannot tell whether it was written.
+"""
 
 from __future__ import annotations
 
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 import httpx2
@@ -16,32 +22,48 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
+@dataclass
+class _Fault:
+    method: str
+    status: int  # 0: forward, then truncate the response
+    match: str  # a substring of the decoded path and query, or "" for any
+
+
 class StorageProxy:
-    """Forwards every request to `upstream`; `fail_next(method, status)` answers the next such request itself."""
+    """Forwards every request to `upstream`, unless told to fail or lose the answer of the next ones."""
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream.rstrip("/")
-        self._faults: deque[tuple[str, int]] = deque()
+        self._faults: deque[_Fault] = deque()
+        self.requests: list[tuple[str, str]] = []
+        """(method, decoded path ? raw query) of every request seen."""
         self._lock = threading.Lock()
         self._server = ThreadedServer(self, name="storage-proxy")
         self.port = self._server.port
         self._client: httpx2.AsyncClient | None = None
 
-    def fail_next(self, method: str, status: int = 503, *, count: int = 1) -> None:
-        """Answer the next `count` requests with this method with `status` (and Retry-After: 1)."""
+    def fail_next(self, method: str, status: int = 503, *, count: int = 1, match: str = "") -> None:
+        """Answer the next `count` requests with this method (and `match` in the path) with `status`
+        (and Retry-After: 1), without forwarding them."""
         with self._lock:
-            self._faults.extend((method.upper(), status) for _ in range(count))
+            self._faults.extend(_Fault(method.upper(), status, match) for _ in range(count))
+
+    def lose_response_next(self, method: str, *, count: int = 1, match: str = "") -> None:
+        """Forward the next `count` such requests, then send only half of each answer and reset."""
+        with self._lock:
+            self._faults.extend(_Fault(method.upper(), 0, match) for _ in range(count))
 
     def clear(self) -> None:
         with self._lock:
             self._faults.clear()
+            self.requests.clear()
 
-    def _take_fault(self, method: str) -> int | None:
+    def _take_fault(self, method: str, target: str) -> _Fault | None:
         with self._lock:
-            for i, (m, status) in enumerate(self._faults):
-                if m == method:
+            for i, fault in enumerate(self._faults):
+                if fault.method == method and fault.match in target:
                     del self._faults[i]
-                    return status
+                    return fault
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -53,9 +75,12 @@ class StorageProxy:
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
-        status = self._take_fault(scope["method"])
-        if status is not None:
-            await send({"type": "http.response.start", "status": status, "headers": [(b"retry-after", b"1")]})
+        target = f"{scope['path']}?{scope.get('query_string', b'').decode()}"
+        with self._lock:
+            self.requests.append((scope["method"], target))
+        fault = self._take_fault(scope["method"], target)
+        if fault is not None and fault.status:
+            await send({"type": "http.response.start", "status": fault.status, "headers": [(b"retry-after", b"1")]})
             await send({"type": "http.response.body", "body": b""})
             return
         if self._client is None:
@@ -68,6 +93,15 @@ class StorageProxy:
         ]
         response = await self._client.request(scope["method"], url, headers=headers, content=body)
         out = [(k.encode(), v.encode()) for k, v in response.headers.multi_items() if k.lower() != "content-length"]
+        if fault is not None:
+            # the write was applied; its answer is cut short and the connection dropped. An empty answer (a
+            # 204) is announced with one byte that never comes, so the client cannot take it for complete.
+            status = response.status_code if response.content else 200
+            length = len(response.content) or 1
+            out.append((b"content-length", str(length).encode()))
+            await send({"type": "http.response.start", "status": status, "headers": out})
+            await send({"type": "http.response.body", "body": response.content[: len(response.content) // 2]})
+            raise ConnectionResetError("storage proxy: response lost on purpose")
         out.append((b"content-length", str(len(response.content)).encode()))
         await send({"type": "http.response.start", "status": response.status_code, "headers": out})
         await send({"type": "http.response.body", "body": response.content})

@@ -14,9 +14,9 @@ from agent_core.openai import OpenAIResponsesClient
 from devtools.echo_model import EchoModel
 from service.ownership import owner_hash
 
+from .api_client import assert_problem as problem
 from .oidc_issuer import OidcIssuer
 from .test_auth import AUDIENCE, platform_headers
-from .test_http_api import assert_problem as problem
 
 SESSIONS = "/agents/general/sessions"
 

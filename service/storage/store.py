@@ -282,11 +282,12 @@ class TableSessionStore:
                 result = await self.table.update_entity(
                     entity, mode=UpdateMode.MERGE, etag=session.etag, match_condition=MatchConditions.IfNotModified
                 )
-        except StorageUnavailableError:
-            # the answer may be lost after the write applied: never leave a lease nobody knows it holds
+        except (StorageUnavailableError, SessionConflictError):
+            # The answer may be lost after the write applied (or an SDK retry met our own write as a 412):
+            # the header decides. Never leave a lease nobody knows it holds.
             header = await self._reread(session.pk)
             if header is not None and header.lease_id == lease_id:
-                await self.release(header)
+                return replace(leased, etag=header.etag)
             raise
         leased.etag = str(result.get("etag", ""))
         return leased
@@ -413,11 +414,16 @@ class TableSessionStore:
     async def delete_header(self, session: StoredSession) -> bool:
         """Delete the header, conditioned on the ETag read: the session is gone once this returns True. False
         when it changed (a turn renewed or leased it) or another deleter got there first."""
+        key = {"PartitionKey": session.pk, "RowKey": HEADER_RK}
+        return await self._delete_counted(key, f"session {session.session_id!r}", etag=session.etag)
+
+    async def _delete_counted(self, key: dict[str, str], what: str, *, etag: str | None = None) -> bool:
+        """Delete one entity and say whether this call deleted it. A one-operation transaction, because the
+        SDK's delete_entity swallows 404 and so cannot tell "deleted" from "someone else already did"."""
+        condition = {"etag": etag, "match_condition": MatchConditions.IfNotModified} if etag else {}
         try:
-            with storage_errors(f"session {session.session_id!r}"):
-                await self.table.delete_entity(
-                    session.pk, HEADER_RK, etag=session.etag, match_condition=MatchConditions.IfNotModified
-                )
+            with storage_errors(what):
+                await self.table.submit_transaction([("delete", key, condition)])
         except (SessionConflictError, SessionNotFoundError):
             return False
         return True
@@ -483,9 +489,5 @@ class TableSessionStore:
 
     async def delete_index_row(self, row: Mapping[str, Any]) -> bool:
         """Delete an index row; False when it was already gone (another sweep took it)."""
-        try:
-            with storage_errors("the expiry index"):
-                await self.table.delete_entity(row["PartitionKey"], row["RowKey"])
-        except SessionNotFoundError:
-            return False
-        return True
+        key = {"PartitionKey": str(row["PartitionKey"]), "RowKey": str(row["RowKey"])}
+        return await self._delete_counted(key, "the expiry index")
