@@ -10,6 +10,7 @@ an Idempotency-Key stores its reply with the commit; the same key again gets tha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import secrets
@@ -35,6 +36,27 @@ IfBusy = Literal["reject", "enqueue"]
 BUSY_RETRY_AFTER = 1.0
 """Seconds a client refused with 409 (a turn in progress) is told to wait: turns take seconds, not the lease."""
 _POLL_FIRST, _POLL_MAX = 0.02, 0.25
+
+
+class _Releases:
+    """Wakes this process's turns waiting for a session (`enqueue`) as soon as one of its turns lets the session
+    go, instead of at their next poll; turns on other instances are found by polling the header."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, asyncio.Event] = {}
+
+    async def wait(self, pk: str, seconds: float) -> None:
+        event = self._events.setdefault(pk, asyncio.Event())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), seconds)
+
+    def notify(self, pk: str) -> None:
+        event = self._events.pop(pk, None)
+        if event is not None:
+            event.set()
+
+
+_releases = _Releases()
 
 
 class TurnInProgressError(StoreError):
@@ -148,6 +170,8 @@ async def turn(runtime: Runtime, spec: AgentSpec, request: TurnRequest) -> Async
         if created_conversation is not None:
             await _delete_conversation(runtime, created_conversation)
         raise
+    finally:
+        _releases.notify(leased.pk)
     yield TurnEvent(result=TurnResult(response, committed, committed.turns))
 
 
@@ -193,7 +217,7 @@ async def _acquire(runtime: Runtime, spec: AgentSpec, request: TurnRequest) -> S
         while True:
             if time.monotonic() + delay > deadline:
                 raise busy
-            await asyncio.sleep(delay)
+            await _releases.wait(stored.pk, delay)
             delay = min(delay * 1.5, _POLL_MAX)
             header = await store.get_header(stored.pk)
             if header is None or not header.leased(datetime.now(UTC)):

@@ -17,12 +17,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_quick_bench_reports_every_target(tmp_path: Path, azurite: Azurite):
     command = [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path), "--storage", azurite.connection_string]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=180, check=False)
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
 
     document = json.loads((tmp_path / "results.json").read_text())
     results = {r["id"]: r for r in document["results"]}
-    assert sorted(results) == list(range(1, 9))
+    assert sorted(results) == list(range(1, 10))
     for result in results.values():
         assert result["verdict"] in ("MET", "NOT MET", "NOT JUDGED")
         assert not result["measured"].startswith("measure failed"), result["measured"]
@@ -30,9 +30,9 @@ def test_quick_bench_reports_every_target(tmp_path: Path, azurite: Azurite):
     assert document["machine"]["python"]
 
     round_trips = results[1]["figures"]
-    assert all(e["operations"] == {"read": 1, "write": 1} for e in round_trips["local"])
-    assert all(e["operations"] == {"read": 1, "write": 1} for e in round_trips["service"])
-    assert all(e["requests"] == {"GET": 1, "POST": 1} for e in round_trips["local"])
+    assert all(e["operations"] == {"read": 1, "write": 2} for e in round_trips["local"])
+    assert all(e["operations"] == {"read": 1, "write": 2} for e in round_trips["service"])
+    assert all(e["requests"] == {"GET": 1, "PATCH": 1, "POST": 1} for e in round_trips["local"])
     assert results[1]["met"] is True
 
     bytes_per_turn = results[2]["figures"]["bytes_per_turn"]
@@ -44,8 +44,14 @@ def test_quick_bench_reports_every_target(tmp_path: Path, azurite: Azurite):
     assert results[6]["figures"]["imports"]["dependency_modules"] > 100
     assert results[7]["figures"]["rounds"][0]["ours"]["turns"] > 0
     assert results[8]["figures"]["turns"] == 24
+    lease = results[9]["figures"]
+    assert lease["cost"]["samples"] > 0
+    for mode in ("enqueue", "reject"):
+        assert lease[mode]["committed_turns"] > 0
+        assert lease[mode]["model_calls_per_committed_turn"] == 1.0
+    assert results[9]["met"] is True
 
     table = (tmp_path / "table.txt").read_text()
-    for number in range(1, 9):
+    for number in range(1, 10):
         assert f"\n{number} " in table
     assert "MET" in table

@@ -32,6 +32,7 @@ class Timings:
         ("service.http", "HttpApi", "messages", "handler"),
         ("service.storage", "TableSessionStore", "load", "store_load"),
         ("service.storage", "TableSessionStore", "commit_turn", "store_commit"),
+        ("service.storage", "TableSessionStore", "claim", "store_claim"),
         ("agent_core.model_client", "ResponsesClient", "get_response", "model_call"),
     )
 
