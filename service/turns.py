@@ -27,7 +27,7 @@ from agent_core.sessions import AgentSession, service_id_text
 
 from .ownership import conversation_metadata
 from .runtime import AgentSpec, Runtime
-from .storage import SessionConflictError, StoredSession, StoreError
+from .storage import SessionConflictError, SessionFullError, StoredSession, StoreError
 from .storage.layout import KeyRecord
 
 logger = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ async def turn(runtime: Runtime, spec: AgentSpec, request: TurnRequest) -> Async
         committed = await store.commit_turn(updated, history.new_messages, record=record)
     except BaseException as exc:
         if not isinstance(exc, SessionConflictError):  # a conflict means the lease is no longer ours
-            await store.release(leased)
+            await store.release(leased, full=isinstance(exc, SessionFullError))
         if created_conversation is not None:
             await _delete_conversation(runtime, created_conversation)
         raise

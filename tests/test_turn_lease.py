@@ -284,11 +284,13 @@ async def test_session_at_its_size_limit_is_refused_before_the_model(
         response = await say(http, session, f"message {n}")
         if response.status_code != 200:
             break
-    assert_problem(response, 413)
+    assert_problem(response, 413)  # the first turn that does not fit is known only once its reply is
     calls, turns = model_calls(model), (await meta(http, session))["turns"]
-    assert calls == turns  # the refused turn called no model
-    assert_problem(await say(http, session, "again"), 413)
+    assert calls == turns + 1
+    for text in ("again", "x"):  # from then on the session is full: refused before the model
+        assert_problem(await say(http, session, text), 413)
     assert model_calls(model) == calls
+    assert (await meta(http, session))["turns"] == turns
 
 
 async def test_failed_first_service_turn_leaves_no_conversation(http: httpx2.AsyncClient, model: EchoModel):

@@ -51,6 +51,10 @@ class TurnTooLargeError(StoreError):
     """A turn or session exceeds a storage limit or a configured maximum; nothing was written."""
 
 
+class SessionFullError(TurnTooLargeError):
+    """The turn would take the session past its size limit (it is, for this and every later turn, full)."""
+
+
 class StorageUnavailableError(StoreError):
     """Table Storage is throttling, unreachable or failing. `retry_after`: seconds to wait before retrying."""
 

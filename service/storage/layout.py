@@ -49,7 +49,7 @@ _PIECE_COLUMNS = ["j", "zn", *(f"z{n:02d}" for n in range(PIECES_PER_ENTITY))]
 HEADER_COLUMNS = [
     "schema", "session_id", "owner", "agent", "history", "service_session_id", "owns_conversation",
     "created_at", "updated_at", "expires_at", "turns", "message_count", "inc", "size_bytes",
-    "lease_id", "lease_until", "lease_key", "lease_fp", "last_turn_id",
+    "lease_id", "lease_until", "lease_key", "lease_fp", "last_turn_id", "full",
 ]  # fmt: skip
 _KEY_COLUMNS = ["fp", "turn"]
 LOAD_COLUMNS = [
@@ -176,6 +176,9 @@ class StoredSession:
     lease_fp: str = ""
     last_turn_id: str = ""
     """The lease id of the last committed turn: how a turn whose commit answer was lost finds out it committed."""
+    full: int = 0
+    """The size limit a turn was refused for overshooting (0: none): while the limit is no higher, later
+    turns are refused before the model is called."""
     record: KeyRecord | None = None
     """The idempotency record asked for at load (`load(key_hash=...)`), when there is one."""
 
@@ -213,6 +216,7 @@ def header_entity(s: StoredSession, state_props: dict[str, Any]) -> dict[str, An
         "size_bytes": s.size_bytes,
         **lease_props(s),
         "last_turn_id": s.last_turn_id,
+        "full": s.full,
         **{f"s{k}": v for k, v in state_props.items()},
     }
 
@@ -268,6 +272,7 @@ def session_from_header(entity: Mapping[str, Any]) -> StoredSession:
         lease_key=str(entity.get("lease_key") or ""),
         lease_fp=str(entity.get("lease_fp") or ""),
         last_turn_id=str(entity.get("last_turn_id") or ""),
+        full=int(entity.get("full") or 0),
     )
 
 

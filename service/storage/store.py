@@ -26,6 +26,7 @@ from agent_core.messages import Message
 from .errors import (
     SessionConflictError,
     SessionExistsError,
+    SessionFullError,
     SessionNotFoundError,
     StorageUnavailableError,
     StoreError,
@@ -251,6 +252,8 @@ class TableSessionStore:
         its size or state limit, or input that alone would take it past the size limit."""
         limits = self.limits
         state_props(session.state, limits.max_state_bytes)
+        if session.full and session.full >= limits.max_session_bytes:
+            raise TurnTooLargeError(f"the session is at its size limit of {limits.max_session_bytes} bytes")
         if session.history == "local":
             grown = session.size_bytes + len(MESSAGES.dump_json(new_messages, exclude_defaults=True))
             if session.size_bytes >= limits.max_session_bytes or grown > limits.max_session_bytes:
@@ -292,10 +295,13 @@ class TableSessionStore:
         leased.etag = str(result.get("etag", ""))
         return leased
 
-    async def release(self, leased: StoredSession) -> None:
-        """Give the lease back without a turn (the turn failed). Best effort: an unreleased lease expires."""
+    async def release(self, leased: StoredSession, *, full: bool = False) -> None:
+        """Give the lease back without a turn (the turn failed; `full`: because the session is at its size
+        limit, so that later turns are refused before any work). Best effort: an unreleased lease expires."""
         free = replace(leased, lease_id="", lease_until=None, lease_key="", lease_fp="")
         entity = {"PartitionKey": leased.pk, "RowKey": HEADER_RK, **lease_props(free)}
+        if full:
+            entity["full"] = self.limits.max_session_bytes
         try:
             with storage_errors(f"session {leased.session_id!r}"):
                 await self.table.update_entity(
@@ -355,7 +361,7 @@ class TableSessionStore:
             key_hash, key = record
             operations += [("upsert", row, {}) for row in key_entities(updated.pk, updated.inc, key_hash, key)]
         if committed.size_bytes > limits.max_session_bytes:
-            raise TurnTooLargeError(
+            raise SessionFullError(
                 f"the session would grow to {committed.size_bytes} bytes; the limit is {limits.max_session_bytes}"
             )
         header = header_entity(committed, state_props(committed.state, limits.max_state_bytes))
