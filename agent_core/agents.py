@@ -8,7 +8,15 @@ from contextlib import aclosing
 from typing import Any, Literal, overload
 
 from . import approvals
-from .exceptions import AgentInputError
+from .compaction import (
+    HISTORY_START_KEY,
+    ClientSummarizer,
+    CompactionStrategy,
+    RunCompaction,
+    check_strategy,
+    is_context_length_exceeded,
+)
+from .exceptions import AgentInputError, ModelBadRequestError
 from .items import to_input_items
 from .messages import Content, Message, to_messages
 from .model_api import (
@@ -83,9 +91,11 @@ class Agent:
         context_providers: Sequence[ContextProvider] | ContextProvider | None = None,
         max_tool_iterations: int = DEFAULT_MAX_TOOL_ITERATIONS,
         additional_properties: Mapping[str, Any] | None = None,
+        compaction_strategy: CompactionStrategy | None = None,
         **unsupported: Any,
     ) -> None:
         _refuse(unsupported, "Agent()")
+        self.compaction_strategy = check_strategy(compaction_strategy)
         self.client = client
         self.id = id or str(uuid.uuid4())
         self.name = name
@@ -134,6 +144,7 @@ class Agent:
         tools: Sequence[ToolLike] | ToolLike | None = None,
         options: Mapping[str, Any] | None = None,
         function_invocation_kwargs: Mapping[str, Any] | None = None,
+        compaction_strategy: CompactionStrategy | None = None,
         **kwargs: Any,
     ) -> Coroutine[Any, Any, AgentResponse]: ...
 
@@ -147,6 +158,7 @@ class Agent:
         tools: Sequence[ToolLike] | ToolLike | None = None,
         options: Mapping[str, Any] | None = None,
         function_invocation_kwargs: Mapping[str, Any] | None = None,
+        compaction_strategy: CompactionStrategy | None = None,
         **kwargs: Any,
     ) -> ResponseStream: ...
 
@@ -159,6 +171,7 @@ class Agent:
         tools: Sequence[ToolLike] | ToolLike | None = None,
         options: Mapping[str, Any] | None = None,
         function_invocation_kwargs: Mapping[str, Any] | None = None,
+        compaction_strategy: CompactionStrategy | None = None,
         **kwargs: Any,
     ) -> Coroutine[Any, Any, AgentResponse] | ResponseStream:
         """Run one turn. Await it for an `AgentResponse`, or pass `stream=True` and iterate `AgentResponseUpdate`s.
@@ -166,8 +179,9 @@ class Agent:
         `options` go over the agent's `default_options` (see agent_core/options.py for every key). `tools` are
         added for this run. Extra keyword arguments (e.g. `user_id=`) reach providers in `context.options` and
         tools in `FunctionInvocationContext.kwargs`, with `function_invocation_kwargs`; an extra keyword that is
-        an option name acts as that option. Agent Framework's `middleware`, `compaction_strategy`, `tokenizer`
-        and `client_kwargs` raise `AgentInputError`. On any failure the session is left exactly as it was.
+        an option name acts as that option. `compaction_strategy` replaces the agent's for this run (see
+        agent_core/compaction.py). Agent Framework's `middleware`, `tokenizer` and `client_kwargs` raise
+        `AgentInputError`. On any failure the session is left exactly as it was.
         """
         _refuse({k: kwargs.pop(k) for k in list(kwargs) if k in _UNSUPPORTED_RUN_ARGS}, "run()")
         run = _Run(
@@ -178,13 +192,14 @@ class Agent:
             provider_kwargs=kwargs,
             run_tools=as_tools(tools),
             tool_kwargs={**kwargs, **(function_invocation_kwargs or {})},
+            compaction_strategy=check_strategy(compaction_strategy),
         )
         if stream:
             return ResponseStream(run)
         return run.complete()
 
 
-_UNSUPPORTED_RUN_ARGS = frozenset({"middleware", "compaction_strategy", "tokenizer", "client_kwargs"})
+_UNSUPPORTED_RUN_ARGS = frozenset({"middleware", "tokenizer", "client_kwargs"})
 
 
 def _refuse(arguments: Mapping[str, Any], where: str) -> None:
@@ -239,6 +254,7 @@ class _Run:
         provider_kwargs: dict[str, Any],
         run_tools: list[FunctionTool],
         tool_kwargs: dict[str, Any],
+        compaction_strategy: CompactionStrategy | None = None,
     ):
         self.agent = agent
         self.session = session
@@ -251,6 +267,11 @@ class _Run:
         self.decisions, self.inputs = approvals.Decisions.split(to_messages(messages))
         self.service_id = resolved.conversation_id or (service_id_text(session.service_session_id) if session else None)
         self.service_mode = self.service_id is not None or resolved.store is True
+        if compaction_strategy is not None and self.service_mode:
+            raise AgentInputError("compaction_strategy compacts local history; this run's is kept by the service")
+        # The service compacts what it keeps; local history is compacted by the run's (or the agent's) strategy.
+        self.compaction_strategy = None if self.service_mode else compaction_strategy or agent.compaction_strategy
+        self.compaction: RunCompaction | None = None
         self.model_args = resolved.model_args
         if not self.service_mode:
             # Local history: ask for reasoning in a form that can be sent back (the service keeps nothing).
@@ -343,7 +364,21 @@ class _Run:
             self.tools.setdefault(extra.name, extra)
         texts = [self.agent.instructions or "", *self.run_options.instructions, *context.instructions]
         self.instructions = "\n".join(t for t in texts if t) or None  # one per line, as Agent Framework joins them
-        return _Transcript(context.get_messages(include_input=True), service_mode=self.service_mode)
+        if self.compaction_strategy is None:
+            return _Transcript(context.get_messages(include_input=True), service_mode=self.service_mode)
+        history = {p.source_id for p in self._providers() if isinstance(p, HistoryProvider) and p.load_messages}
+        self.compaction = RunCompaction(
+            self.compaction_strategy,
+            self.work_state,
+            history=context.get_messages(sources=history),
+            history_start=context.metadata.get(HISTORY_START_KEY, 0),
+            context_messages=context.get_messages(exclude_sources=history),
+            inputs=self.inputs,
+            instructions=self.instructions,
+            tools=list(self.tools.values()),
+            summarizer=ClientSummarizer(self.agent.client),
+        )
+        return _Transcript([], service_mode=False)  # the compaction builds each call's input
 
     async def _rounds(self, transcript: _Transcript, *, stream: bool) -> AsyncGenerator[AgentResponseUpdate, None]:
         """Decided approvals first, then model calls and tool rounds until the model answers (or asks for approval)."""
@@ -354,7 +389,7 @@ class _Run:
         limit = self.agent.max_tool_iterations
         for iteration in range(limit + 1):
             last = iteration == limit
-            async for update in self._call_model(transcript.next_input(), last=last, stream=stream):
+            async for update in self._model_round(transcript, last=last, stream=stream):
                 yield update
             assert self.turn is not None
             message = self.turn.message
@@ -380,6 +415,31 @@ class _Run:
             yield AgentResponseUpdate(role="tool", contents=results.contents, response_id=self.response_id)
             if last:
                 return
+
+    async def _model_round(
+        self, transcript: _Transcript, *, last: bool, stream: bool
+    ) -> AsyncGenerator[AgentResponseUpdate, None]:
+        """The next model call. With compaction its input is compacted first; when the model still answers
+        `context_length_exceeded` (before anything streamed), it is compacted harder and sent once more."""
+        compaction = self.compaction
+        if compaction is None:
+            async for update in self._call_model(transcript.next_input(), last=last, stream=stream):
+                yield update
+            return
+        streamed = False
+        try:
+            items = await compaction.input_items(transcript.messages)
+            async for update in self._call_model(items, last=last, stream=stream):
+                streamed = True
+                yield update
+        except ModelBadRequestError as error:
+            if streamed or not is_context_length_exceeded(error):
+                raise
+            items = await compaction.input_items(transcript.messages, harder=True)
+            async for update in self._call_model(items, last=last, stream=stream):
+                yield update
+        assert self.turn is not None
+        compaction.record(self.turn.usage)
 
     async def _call_model(
         self, input_items: list[InputItem], *, last: bool, stream: bool

@@ -31,22 +31,26 @@ from typing import Any, Final, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .exceptions import CompactionError, ConfigurationError, ModelBadRequestError
+from .exceptions import AgentInputError, CompactionError, ConfigurationError, ModelBadRequestError
 from .items import to_input_items
 from .messages import Content, Message
-from .model_api import ModelClient, ModelRequest
+from .model_api import InputItem, ModelClient, ModelRequest, UsageDetails
 from .sessions import register_state_type
 from .tokens import (
     CHARS_PER_TOKEN,
     ITEM_OVERHEAD_TOKENS,
     calibration_ratio,
     estimate_instructions_tokens,
+    estimate_items_tokens,
     estimate_message_tokens,
+    estimate_tools_tokens,
 )
+from .tools import FunctionTool
 
 __all__ = [
     "COMPACTION_STATE_KEY",
     "DEFAULT_COMPACT_TO",
+    "HISTORY_START_KEY",
     "SUMMARY_MESSAGE_ID",
     "BudgetStrategy",
     "ClientSummarizer",
@@ -55,11 +59,13 @@ __all__ = [
     "CompactionState",
     "CompactionStrategy",
     "CompactionWindow",
+    "RunCompaction",
     "SlidingWindowStrategy",
     "SummarizationStrategy",
     "Summarizer",
     "TokenBudgetComposedStrategy",
     "ToolResultCompactionStrategy",
+    "check_strategy",
     "compact_harder",
     "is_context_length_exceeded",
     "stub_message",
@@ -68,6 +74,10 @@ __all__ = [
 
 COMPACTION_STATE_KEY = "compaction"
 """`session.state[COMPACTION_STATE_KEY]` holds the session's `CompactionState` (reserved, like "approvals")."""
+
+HISTORY_START_KEY = "compaction.history_start"
+"""`context.metadata[HISTORY_START_KEY]`: a history provider that loads only the window (the stored messages from
+`CompactionState.first_kept` on) sets it to the index of the first message it loaded; absent means 0."""
 
 DEFAULT_COMPACT_TO = 0.6
 """Fraction of `max_tokens` a strategy compacts down to once the budget is exceeded."""
@@ -578,3 +588,81 @@ def transcript_line(message: Message) -> str:
 
 def _cut(text: str) -> str:
     return text if len(text) <= TRANSCRIPT_PART_CHARS else text[:TRANSCRIPT_PART_CHARS] + "…"
+
+
+class RunCompaction:
+    """Compaction for one agent run: applied before each model call, calibrated by each call's usage.
+
+    It compacts the history the history providers loaded (from message `history_start` of the stored
+    history), then the run's input and new messages, the same way for streamed and non-streamed runs.
+    Other providers' context messages are sent whole just before the input and count, like the
+    instructions and tool schemas, as fixed tokens. The state goes to the run's working copy of
+    `session.state`, so it is kept only if the run succeeds.
+    """
+
+    def __init__(
+        self,
+        strategy: CompactionStrategy,
+        session_state: dict[str, Any],
+        *,
+        history: Sequence[Message],
+        history_start: int,
+        context_messages: Sequence[Message],
+        inputs: Sequence[Message],
+        instructions: str | None,
+        tools: Sequence[FunctionTool],
+        summarizer: Summarizer,
+    ) -> None:
+        if not isinstance(history_start, int) or history_start < 0:
+            raise CompactionError(f"{HISTORY_START_KEY} must be a message index (an int from 0), got {history_start!r}")
+        self.strategy = strategy
+        self._session_state = session_state
+        self._conversation = [*history, *inputs]
+        self._start = history_start
+        self._run_from = history_start + len(history)  # this run's first message
+        self._inputs = len(inputs)
+        self._context_items = to_input_items(context_messages)
+        self._instructions = instructions
+        self._fixed = estimate_tools_tokens(tools) + estimate_items_tokens(self._context_items)
+        self._summarizer = summarizer
+        self._last: CompactionResult | None = None
+        self.state = CompactionState.of(session_state)
+
+    async def input_items(self, new_messages: Sequence[Message], *, harder: bool = False) -> list[InputItem]:
+        """The items for the next model call: the compacted conversation, with other context before the input."""
+        request = CompactionRequest(
+            [*self._conversation, *new_messages],
+            self.state,
+            start=self._start,
+            instructions=self._instructions,
+            fixed_tokens=self._fixed,
+            protected_from=self._run_from,
+            summarizer=self._summarizer,
+            harder=harder,
+        )
+        result = await self.strategy.compact(request)
+        self._last = result
+        self._store(result.state)
+        split = max(0, len(result.messages) - self._inputs - len(new_messages))  # the run's messages are kept
+        before, run = result.messages[:split], result.messages[split:]
+        return [*to_input_items(before), *self._context_items, *to_input_items(run)]
+
+    def record(self, usage: UsageDetails) -> None:
+        """Calibrate the estimate with the input tokens the model reported for the call just made."""
+        if self._last is not None:
+            self._store(self.state.calibrated(self._last.estimated_tokens, usage.input_token_count))
+
+    def _store(self, state: CompactionState) -> None:
+        self.state = state
+        self._session_state[COMPACTION_STATE_KEY] = state
+
+
+def check_strategy(strategy: object) -> CompactionStrategy | None:
+    """Refuse, before any work, what cannot compact: not a strategy, or a budget strategy without a budget."""
+    if strategy is None:
+        return None
+    if not isinstance(strategy, CompactionStrategy):
+        raise AgentInputError(f"compaction_strategy must have an async compact(request) method, got {strategy!r}")
+    if isinstance(strategy, BudgetStrategy) and strategy.max_tokens is None:
+        raise ConfigurationError(f"{type(strategy).__name__} needs max_tokens= when used on its own")
+    return strategy

@@ -102,7 +102,6 @@ async def test_options_that_cannot_take_effect_raise_before_any_model_call(
     ("call", "error"),
     [
         (lambda c: Agent(c, middleware=[object()]), r"Agent\(\) does not support 'middleware'"),
-        (lambda c: Agent(c, compaction_strategy=object()), "compaction_strategy"),
         (lambda c: Agent(c, default_options={"seed": 3}), "option 'seed'"),
         (lambda c: c.as_agent(tokenizer=object()), "tokenizer"),
         (lambda c: Agent(c).run("hi", middleware=[object()]), r"run\(\) does not support 'middleware'"),
@@ -110,7 +109,6 @@ async def test_options_that_cannot_take_effect_raise_before_any_model_call(
     ],
     ids=[
         "agent-middleware",
-        "agent-compaction",
         "agent-default-options",
         "as_agent-tokenizer",
         "run-middleware",
