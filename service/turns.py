@@ -15,6 +15,7 @@ import hashlib
 import logging
 import secrets
 import time
+import weakref
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -27,7 +28,7 @@ from agent_core.sessions import AgentSession, service_id_text
 
 from .ownership import conversation_metadata
 from .runtime import AgentSpec, Runtime
-from .storage import SessionConflictError, SessionFullError, StoredSession, StoreError
+from .storage import SessionConflictError, SessionFullError, StoredSession, StoreError, partition_key
 from .storage.layout import KeyRecord
 
 logger = logging.getLogger(__name__)
@@ -36,27 +37,6 @@ IfBusy = Literal["reject", "enqueue"]
 BUSY_RETRY_AFTER = 1.0
 """Seconds a client refused with 409 (a turn in progress) is told to wait: turns take seconds, not the lease."""
 _POLL_FIRST, _POLL_MAX = 0.02, 0.25
-
-
-class _Releases:
-    """Wakes this process's turns waiting for a session (`enqueue`) as soon as one of its turns lets the session
-    go, instead of at their next poll; turns on other instances are found by polling the header."""
-
-    def __init__(self) -> None:
-        self._events: dict[str, asyncio.Event] = {}
-
-    async def wait(self, pk: str, seconds: float) -> None:
-        event = self._events.setdefault(pk, asyncio.Event())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), seconds)
-
-    def notify(self, pk: str) -> None:
-        event = self._events.pop(pk, None)
-        if event is not None:
-            event.set()
-
-
-_releases = _Releases()
 
 
 class TurnInProgressError(StoreError):
@@ -129,7 +109,17 @@ async def turn(runtime: Runtime, spec: AgentSpec, request: TurnRequest) -> Async
     session as it was (and frees the lease). Yields the run's updates when `request.stream` is set, and
     always ends with the result: the committed turn, or the stored one for a repeated Idempotency-Key.
     """
-    leased = await _acquire(runtime, spec, request)
+    wait = runtime.settings.enqueue_wait_seconds if request.if_busy == "enqueue" else 0.0
+    deadline = time.monotonic() + wait
+    async with _local_turn(partition_key(request.owner, spec.name, request.session_id), request, deadline):
+        async for event in _leased_turn(runtime, spec, request, deadline):
+            yield event
+
+
+async def _leased_turn(
+    runtime: Runtime, spec: AgentSpec, request: TurnRequest, deadline: float
+) -> AsyncIterator[TurnEvent]:
+    leased = await _acquire(runtime, spec, request, deadline)
     if isinstance(leased, TurnResult):
         if request.stream:
             for message in leased.response.messages:
@@ -170,8 +160,6 @@ async def turn(runtime: Runtime, spec: AgentSpec, request: TurnRequest) -> Async
         if created_conversation is not None:
             await _delete_conversation(runtime, created_conversation)
         raise
-    finally:
-        _releases.notify(leased.pk)
     yield TurnEvent(result=TurnResult(response, committed, committed.turns))
 
 
@@ -183,15 +171,42 @@ async def run_turn(runtime: Runtime, spec: AgentSpec, request: TurnRequest) -> T
     raise AssertionError("a turn always ends with its result")
 
 
-async def _acquire(runtime: Runtime, spec: AgentSpec, request: TurnRequest) -> StoredSession | TurnResult:
+_local_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+
+@contextlib.asynccontextmanager
+async def _local_turn(pk: str, request: TurnRequest, deadline: float) -> AsyncIterator[None]:
+    """This process's turns on one session, one at a time, before any of them touches storage: a turn that
+    would be refused is refused without a read, and enqueued turns wait here in order instead of all
+    polling and racing for the lease (turns on other instances still meet at the lease)."""
+    lock = _local_locks.setdefault(pk, asyncio.Lock())
+    if lock.locked():
+        if request.if_busy == "reject":
+            if request.idempotency_key is None:
+                raise TurnInProgressError("a turn is in progress on this session")
+            yield  # the stored record (a replay) or the lease decides
+            return
+        try:
+            await asyncio.wait_for(lock.acquire(), max(0.0, deadline - time.monotonic()) or 1e-3)
+        except TimeoutError:
+            raise TurnInProgressError("a turn is in progress on this session") from None
+    else:
+        await lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+async def _acquire(
+    runtime: Runtime, spec: AgentSpec, request: TurnRequest, deadline: float
+) -> StoredSession | TurnResult:
     """The session, leased to this turn; or the stored result of an earlier request with the same key.
 
     A session another turn holds is refused at once (`reject`) or waited for (`enqueue`, polling the
     header, bounded by AGENT_ENQUEUE_WAIT_SECONDS), then read again: the waiter runs on the new history.
     """
     store, key_hash = runtime.store, request.key_hash
-    wait = runtime.settings.enqueue_wait_seconds if request.if_busy == "enqueue" else 0.0
-    deadline = time.monotonic() + wait
     delay = _POLL_FIRST
     while True:
         stored = await store.load(request.owner, spec.name, request.session_id, key_hash=key_hash or None)
@@ -217,7 +232,7 @@ async def _acquire(runtime: Runtime, spec: AgentSpec, request: TurnRequest) -> S
         while True:
             if time.monotonic() + delay > deadline:
                 raise busy
-            await _releases.wait(stored.pk, delay)
+            await asyncio.sleep(delay)
             delay = min(delay * 1.5, _POLL_MAX)
             header = await store.get_header(stored.pk)
             if header is None or not header.leased(datetime.now(UTC)):
