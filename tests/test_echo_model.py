@@ -106,9 +106,14 @@ async def test_conversation_lifecycle(client: openai.AsyncOpenAI) -> None:
     assert second.usage is not None
     assert second.usage.input_tokens > first.usage.input_tokens + 1  # the first reply was kept, too
 
+    retrieved = await client.conversations.retrieve(conversation.id)
+    assert (retrieved.id, retrieved.metadata) == (conversation.id, {"topic": "intro"})
+
     deleted = await client.conversations.delete(conversation.id)
     assert deleted.deleted is True
     assert deleted.id == conversation.id
+    with pytest.raises(openai.NotFoundError):
+        await client.conversations.retrieve(conversation.id)
     with pytest.raises(openai.NotFoundError):
         await client.responses.create(model=MODEL, input="hi", conversation=conversation.id)
     with pytest.raises(openai.NotFoundError):

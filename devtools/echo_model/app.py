@@ -1,4 +1,4 @@
-"""The echo model's ASGI app (Starlette): POST .../responses (JSON or SSE), POST and DELETE .../conversations.
+"""The echo model's ASGI app (Starlette): POST .../responses (JSON or SSE); POST, GET and DELETE .../conversations.
 
 Routes match under any base path (`/v1`, Azure's `/openai/v1`, Foundry's `/api/projects/<p>/openai/v1`).
 Every request is recorded before it is answered; faults queued by a test apply to the next responses calls.
@@ -94,7 +94,7 @@ class EchoModel:
             routes=[
                 Route("/{base:path}/responses", self._create_response, methods=["POST"]),
                 Route("/{base:path}/conversations", self._create_conversation, methods=["POST"]),
-                Route("/{base:path}/conversations/{id}", self._delete_conversation, methods=["DELETE"]),
+                Route("/{base:path}/conversations/{id}", self._conversation_route, methods=["GET", "DELETE"]),
             ],
             exception_handlers={ApiError: _api_error, HTTPException: _http_error},
         )
@@ -191,7 +191,7 @@ class EchoModel:
             recorded.body = scope[_BODY]
         await self._app(scope, _replay(raw, receive), send)
 
-    # --- POST .../conversations, DELETE .../conversations/{id} ------------------------------------
+    # --- POST .../conversations, GET and DELETE .../conversations/{id} ----------------------------
 
     async def _create_conversation(self, request: Request) -> Response:
         body = _body(request)
@@ -200,8 +200,10 @@ class EchoModel:
         self._conversations[conversation.id] = conversation
         return _json(200, conversation.resource())
 
-    async def _delete_conversation(self, request: Request) -> Response:
+    async def _conversation_route(self, request: Request) -> Response:
         conversation = self._conversation(request.path_params["id"])
+        if request.method == "GET":
+            return _json(200, conversation.resource())
         del self._conversations[conversation.id]
         return _json(200, {"id": conversation.id, "object": "conversation.deleted", "deleted": True})
 
