@@ -15,9 +15,11 @@ def fit_window(context: list[JSON], instructions: str | None, window: int | None
     """The part of `context` the model reads (all of it, unless it is over `window` estimated tokens)."""
     if truncation not in (None, "auto", "disabled"):
         raise ApiError(400, "'truncation' must be 'auto' or 'disabled'.", param="truncation")
+    if window is None:
+        return context
     sizes = [words(item_text(item)) for item in context]
     total = full = sum(sizes) + words(instructions or "")
-    if window is None or total <= window:
+    if total <= window:
         return context
     if truncation == "auto":
         calls = _tool_call_members(context)
