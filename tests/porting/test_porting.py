@@ -162,14 +162,14 @@ def check_resume_session(o: Outcome) -> None:
 
 
 def check_image_input(o: Outcome) -> None:
-    assert o.lines[0].startswith(f"Agent: {recap('What do you see?')}")
+    assert o.lines[0].startswith(f"Agent: {recap('What do you see? [image: https://example.com/cat.png]')}")
     parts = o.requests[0]["input"][0]["content"]
     assert [p["type"] for p in parts] == ["input_text", "input_image"]
     assert parts[1]["image_url"] == "https://example.com/cat.png"
 
 
 def check_image_bytes(o: Outcome) -> None:
-    assert o.lines[0].startswith(f"Agent: {recap('Describe this.')}")
+    assert o.lines[0].startswith(f"Agent: {recap('Describe this. [image: image/png, 33 bytes]')}")  # PNG's size
     image = o.requests[0]["input"][0]["content"][1]
     assert image["type"] == "input_image"
     assert image["image_url"].startswith("data:image/png;base64,iVBORw0KGgo")
