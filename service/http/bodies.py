@@ -38,9 +38,37 @@ class CreateSessionBody(_Body):
         return "service" if self.service_session_id else self.history
 
 
+class InputAttachment(_Body):
+    """An image or file sent with a user message: an https URL (with its media type) or a base64 data URI."""
+
+    uri: str = Field(pattern=r"^(https://\S+|data:[\w.+-]+/[\w.+-]+;base64,[A-Za-z0-9+/=]*)$")
+    media_type: str | None = Field(default=None, pattern=r"^[\w.+-]+/[\w.+-]+$")
+    name: str | None = Field(default=None, min_length=1, max_length=256)
+
+    @model_validator(mode="after")
+    def _typed(self) -> Self:
+        if self.uri.startswith("https://") and self.media_type is None:
+            raise ValueError("an attachment by URL needs its 'media_type' (e.g. image/png, application/pdf)")
+        return self
+
+    def to_content(self) -> Content:
+        return Content.from_uri(self.uri, media_type=self.media_type, name=self.name)
+
+
 class InputMessage(_Body):
     role: Literal["user", "assistant"] = "user"
-    text: str
+    text: str = ""
+    attachments: list[InputAttachment] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _attachments_on_user_messages(self) -> Self:
+        if self.attachments and self.role != "user":
+            raise ValueError("only user messages take attachments")
+        return self
+
+    def to_message(self) -> Message:
+        text = [self.text] if self.text or not self.attachments else []
+        return Message(self.role, [*text, *(a.to_content() for a in self.attachments)])
 
 
 class ApprovalDecision(_Body):
@@ -83,7 +111,7 @@ class TurnBody(_Body):
             raise too_large(f"at most {limits.max_messages_per_turn} messages per turn")
         if any(len(item.text) > limits.max_message_chars for item in inputs):
             raise too_large(f"a message is over {limits.max_message_chars} characters")
-        messages = [Message(role=item.role, text=item.text) for item in inputs]
+        messages = [item.to_message() for item in inputs]
         if self.approvals:
             decisions = [Content.from_function_approval_response(d.id, d.approved) for d in self.approvals]
             messages.append(Message(role="user", contents=decisions))
