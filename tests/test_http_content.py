@@ -10,7 +10,7 @@ import pytest
 
 from devtools.echo_model import EchoModel
 
-from .test_http_api import assert_problem, create, say_raw
+from .api_client import assert_problem, create, say_raw
 
 PNG = "data:image/png;base64,iVBORw0KGgo="
 
