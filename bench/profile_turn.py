@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import os
 import pstats
 import sys
 from collections import Counter
@@ -48,12 +47,14 @@ async def profile_turns(
     connection_string: str, model_url: str, history: int, turns: int
 ) -> tuple[cProfile.Profile, float]:
     table = "profile"
-    os.environ.update(app_settings(connection_string, table, model_url))
+    settings = app_settings(connection_string, table, model_url)
     sys.path.insert(0, str(ROOT))
-    import function_app
     from devtools.devserver import create_asgi_app
+    from service.app import create_app
+    from service.settings import AppSettings
 
-    app = create_asgi_app(function_app.app, run_timers=False)
+    function_app = create_app(AppSettings.from_env(settings))  # what function_app.py serves, explicitly configured
+    app = create_asgi_app(function_app, env=settings, run_timers=False)
     seeder = CountingStore.open(connection_string, table)
     await seeder.store.ensure_table()
     seeded = HistorySeeder(seeder, raw_table(connection_string, table))

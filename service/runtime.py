@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -139,13 +138,22 @@ class Runtime:
 
 
 class RuntimeHolder:
-    """Builds the runtime on first use (nothing slow at import time) and shares it for the process's life."""
+    """Builds the runtime on first use (nothing slow at import time) and shares it for the process's life.
+
+    With `settings` None the runtime reads the process environment when it is built (the deployed app);
+    tests and tools pass explicit settings.
+    """
 
     def __init__(self, agents: Mapping[str, AgentSpec], settings: AppSettings | None = None) -> None:
         self.agents = dict(agents)
         self._settings = settings
         self._runtime: Runtime | None = None
         self._lock: asyncio.Lock | None = None
+
+    @property
+    def built(self) -> Runtime | None:
+        """The runtime once the first request has built it (None before): for tests and tools that inspect it."""
+        return self._runtime
 
     async def get(self) -> Runtime:
         if self._runtime is not None:
@@ -172,12 +180,11 @@ class RuntimeHolder:
             await self._runtime.close()
             self._runtime = None
 
-    def configure(self, **overrides: str) -> None:
-        """Re-read settings as the process environment plus `overrides` (limits, TTL...), keeping the clients.
+    def reconfigure(self, settings: AppSettings) -> None:
+        """Apply other settings to a running app, keeping its clients; nothing is read from the environment.
 
-        For tests and tooling; `configure()` with no overrides restores the process settings.
+        For tests and tools that vary limits, TTL or auth between requests.
         """
-        settings = AppSettings.from_env({**os.environ, **overrides})
         self._settings = settings
         if self._runtime is not None:
             self._runtime.settings = settings

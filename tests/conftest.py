@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +12,11 @@ import httpx2
 import pytest
 
 from agent_core.openai import OpenAIResponsesClient
+from devtools.devserver import DevServer
 from devtools.echo_model import EchoModel, EchoModelServer
+from service.app import AgentFunctionApp, create_app
+from service.settings import AppSettings
+from service.storage import TableSessionStore
 
 from .azurite import Azurite
 from .oidc_issuer import OidcIssuer, OidcIssuerServer
@@ -68,67 +73,86 @@ def storage_proxy(azurite: Azurite) -> Iterator[StorageProxy]:
     proxy.stop()
 
 
+SWEEP_SCHEDULE = "0 0 0 1 1 *"  # the timer is run on demand (POST /admin/functions/expire_sessions)
+
+
 @dataclass
 class FunctionAppServer:
-    """The real function_app.app served by the dev server, with the settings it was started with."""
+    """An app from service.app.create_app, served by the dev server, with the settings it was built with."""
 
     base_url: str
-    env: dict[str, str]
-    api: Any  # service.http.HttpApi
+    env: dict[str, str]  # the app settings its settings were parsed from
+    app: AgentFunctionApp
 
     @property
-    def store(self) -> Any:
-        runtime = self.api.runtime._runtime
+    def store(self) -> TableSessionStore:
+        runtime = self.app.api.runtime.built
         assert runtime is not None, "the runtime is built by the first request"
         return runtime.store
 
 
+class AppServers:
+    """Serves apps with explicit settings: the session's sessions table, the echo model, plus overrides."""
+
+    def __init__(self, azurite: Azurite, storage_proxy: StorageProxy, model_server: EchoModelServer) -> None:
+        self.env = {
+            "SessionStorage": azurite.connection_string.replace(f":{azurite.port}/", f":{storage_proxy.port}/"),
+            "AGENT_SESSIONS_TABLE": f"sessions{secrets.token_hex(4)}",
+            "OPENAI_API_KEY": "test-key",
+            "OPENAI_BASE_URL": model_server.base_url,
+            "OPENAI_RESPONSES_MODEL_ID": "echo-1",
+            "AGENT_MODEL_MAX_RETRIES": "0",
+            "AGENT_MODEL_TIMEOUT_SECONDS": "2",
+            "AGENT_GENERAL_INSTRUCTIONS": "You are the general test assistant.",
+        }
+
+    @contextmanager
+    def serve(self, **overrides: str) -> Iterator[FunctionAppServer]:
+        """An app of its own (own runtime and clients) on the dev server, closed afterwards."""
+        env = {**self.env, **overrides}
+        app = create_app(AppSettings.from_env(env))
+        host_env = {"AGENT_SWEEP_SCHEDULE": SWEEP_SCHEDULE}
+        with DevServer(app, env=host_env, run_timers=False, on_shutdown=[app.api.close]) as server:
+            yield FunctionAppServer(server.base_url, env, app)
+
+
 @pytest.fixture(scope="session")
-def function_app_server(
-    azurite: Azurite, storage_proxy: StorageProxy, model_server: EchoModelServer
-) -> Iterator[FunctionAppServer]:
-    """function_app.app on the dev server: sessions in Azurite (through the fault proxy), the echo model."""
-    from devtools.devserver import DevServer
+def app_servers(azurite: Azurite, storage_proxy: StorageProxy, model_server: EchoModelServer) -> AppServers:
+    """Builds apps with explicit settings (sessions in Azurite through the fault proxy, the echo model)."""
+    return AppServers(azurite, storage_proxy, model_server)
 
-    connection = azurite.connection_string.replace(f":{azurite.port}/", f":{storage_proxy.port}/")
-    env = {
-        "SessionStorage": connection,
-        "AGENT_SESSIONS_TABLE": f"sessions{secrets.token_hex(4)}",
-        "OPENAI_API_KEY": "test-key",
-        "OPENAI_BASE_URL": model_server.base_url,
-        "OPENAI_RESPONSES_MODEL_ID": "echo-1",
-        "AGENT_MODEL_MAX_RETRIES": "0",
-        "AGENT_MODEL_TIMEOUT_SECONDS": "2",
-        "AGENT_SWEEP_SCHEDULE": "0 0 0 1 1 *",
-        "AGENT_GENERAL_INSTRUCTIONS": "You are the general test assistant.",
-    }
-    with pytest.MonkeyPatch.context() as mp:
-        for name in (
-            "AZURE_AI_PROJECT_ENDPOINT",
-            "AZURE_OPENAI_ENDPOINT",
-            "WEBSITE_INSTANCE_ID",
-        ):
-            mp.delenv(name, raising=False)
-        for name, value in env.items():
-            mp.setenv(name, value)
-        import function_app
 
-        with DevServer(function_app.app, run_timers=False, on_shutdown=[function_app.api.close]) as server:
-            yield FunctionAppServer(server.base_url, env, function_app.api)
+@pytest.fixture(scope="session")
+def function_app_server(app_servers: AppServers) -> Iterator[FunctionAppServer]:
+    """The test session's app on the dev server, built as function_app.py builds it but with explicit settings."""
+    with app_servers.serve() as server:
+        yield server
+
+
+def app_client(server: FunctionAppServer) -> httpx2.AsyncClient:
+    """An HTTP client for a served app's /api routes."""
+    return httpx2.AsyncClient(base_url=server.base_url + "/api", timeout=30)
 
 
 @pytest.fixture
-def configure(function_app_server: FunctionAppServer) -> Iterator[Any]:
-    """Change the function app's settings (and what the platform sets) for one test; restored afterwards."""
-    holder = function_app_server.api.runtime
-    yield holder.configure
-    holder.configure()
+def configure(function_app_server: FunctionAppServer) -> Iterator[Callable[..., None]]:
+    """Change the session app's settings (and what the platform sets) for one test, explicitly; restored afterwards.
+
+    The settings are the session app's plus the overrides, never the process environment.
+    """
+
+    def apply(**overrides: str) -> None:
+        env = {**function_app_server.env, **overrides}
+        function_app_server.app.api.runtime.reconfigure(AppSettings.from_env(env))
+
+    yield apply
+    apply()
 
 
 @pytest.fixture
 async def http(function_app_server: FunctionAppServer, model: EchoModel) -> AsyncIterator[httpx2.AsyncClient]:
-    """An HTTP client for the function app's /api routes (the echo model is reset for each test)."""
-    async with httpx2.AsyncClient(base_url=function_app_server.base_url + "/api", timeout=30) as client:
+    """An HTTP client for the session app's /api routes (the echo model is reset for each test)."""
+    async with app_client(function_app_server) as client:
         yield client
 
 

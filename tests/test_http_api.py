@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx2
@@ -14,6 +15,7 @@ from devtools.echo_model import EchoModel
 from service.storage import STORAGE_RETRIES
 
 from .api_client import assert_problem, create, history, say, say_raw, sse_events, texts
+from .conftest import AppServers, app_client
 from .helpers import seen_user_messages
 from .storage_proxy import StorageProxy
 
@@ -209,14 +211,25 @@ async def test_sessions_belong_to_their_agent(http: httpx2.AsyncClient):
 # --- limits and bad input ------------------------------------------------------------------------------
 
 
-async def test_each_limit(http: httpx2.AsyncClient, configure):
-    configure(
-        AGENT_MAX_MESSAGE_CHARS="10",
-        AGENT_MAX_MESSAGES_PER_TURN="2",
-        AGENT_MAX_REQUEST_BYTES="2048",
-        AGENT_MAX_STATE_BYTES="1024",
-        AGENT_MAX_SESSION_BYTES="1024",
-    )
+LOW_LIMITS = {
+    "AGENT_MAX_MESSAGE_CHARS": "10",
+    "AGENT_MAX_MESSAGES_PER_TURN": "2",
+    "AGENT_MAX_REQUEST_BYTES": "2048",
+    "AGENT_MAX_STATE_BYTES": "1024",
+    "AGENT_MAX_SESSION_BYTES": "1024",
+}
+
+
+@pytest.fixture
+async def low_limits(app_servers: AppServers, model: EchoModel) -> AsyncIterator[httpx2.AsyncClient]:
+    """A client of an app of its own, built with low limits."""
+    with app_servers.serve(**LOW_LIMITS) as server:
+        async with app_client(server) as client:
+            yield client
+
+
+async def test_each_limit(low_limits: httpx2.AsyncClient):
+    http = low_limits
     session = await create(http)
     assert_problem(await say(http, session, "x" * 11), 413)
     many = {"messages": [{"text": "a"}, {"text": "b"}, {"text": "c"}]}
@@ -351,12 +364,12 @@ async def test_health(http: httpx2.AsyncClient):
 # --- expiry through the timer function ---------------------------------------------------------------
 
 
-async def test_timer_sweep_through_the_dev_server(http: httpx2.AsyncClient, configure, function_app_server, azurite):
-    configure(AGENT_SESSION_TTL_SECONDS="1")
-    stale, renewed = await create(http), await create(http)
-    await say(http, stale, "soon gone")
-    configure(AGENT_SESSION_TTL_SECONDS="3600")
-    await say(http, renewed, "keep me")  # renews its deadline to an hour from now
+async def test_timer_sweep_through_the_dev_server(http: httpx2.AsyncClient, app_servers, function_app_server, azurite):
+    with app_servers.serve(AGENT_SESSION_TTL_SECONDS="1") as short_lived:  # an app on the same table
+        async with app_client(short_lived) as short:
+            stale, renewed = await create(short), await create(short)
+            await say(short, stale, "soon gone")
+    await say(http, renewed, "keep me")  # the session app renews its deadline to a day from now
     await asyncio.sleep(1.2)
     admin = f"{function_app_server.base_url}/admin/functions/expire_sessions"
     assert (await http.post(admin, json={"input": ""})).status_code == 202

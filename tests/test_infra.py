@@ -603,7 +603,10 @@ def test_app_settings_are_exactly_what_the_app_reads():
 
 def test_settings_bound_in_function_app_py_are_set():
     """`%NAME%` in a trigger is resolved by the host from app settings: a default in SETTINGS is no help."""
-    bound = set(re.findall(r"%(\w+)%", (ROOT / "function_app.py").read_text()))
+    from service.app import create_app  # what function_app.py serves
+
+    bindings = json.dumps([function.get_bindings_dict() for function in create_app().get_functions()], default=str)
+    bound = set(re.findall(r"%(\w+)%", bindings))
     assert "AGENT_SWEEP_SCHEDULE" in bound
     assert bound <= app_setting_names()
 

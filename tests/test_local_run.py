@@ -85,7 +85,7 @@ def test_importing_the_function_app_is_cheap():
     """Nothing slow at import time: no clients, no connections, no settings read until the first request."""
     code = (
         "import function_app\n"
-        "assert function_app.api.runtime._runtime is None\n"
+        "assert function_app.app.api.runtime.built is None\n"
         "print(len(function_app.app.get_functions()))\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "OPENAI_", "AGENT_", "SessionStorage"))}

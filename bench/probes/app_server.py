@@ -77,7 +77,7 @@ def main() -> None:
     from devtools.devserver import create_asgi_app
 
     app = create_asgi_app(function_app.app, run_timers=False)  # the dev server's app, as DevServer serves it
-    app.on_shutdown.append(function_app.api.close)
+    app.on_shutdown.append(function_app.app.api.close)
     server = ThreadedServer(app, name="bench-app", lifespan="on").start()
     try:
         ready = {"port": server.port, "import_s": imported, "ready_s": time.perf_counter() - started}
@@ -86,7 +86,7 @@ def main() -> None:
             command = line.strip()
             answer: dict[str, Any]
             if command == "stats":
-                runtime = function_app.api.runtime._runtime
+                runtime = function_app.app.api.runtime.built
                 store = runtime.store if runtime is not None else None
                 answer = {
                     "operations": dict(store.operations) if store else {},

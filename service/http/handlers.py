@@ -22,6 +22,7 @@ from agent_core.sessions import new_session_id
 from ..expiry import SweepResult, sweep
 from ..ownership import check_attachable
 from ..runtime import AgentSpec, Runtime, RuntimeHolder
+from ..settings import AppSettings
 from ..storage import SessionConflictError, StoredSession, StoreError
 from ..turns import TurnRequest, TurnResult, run_turn, turn
 from .bodies import (
@@ -94,8 +95,8 @@ def replay_headers(result: TurnResult) -> dict[str, str]:
 class HttpApi:
     """The routes' handlers, sharing one lazily built runtime per process."""
 
-    def __init__(self, agents: dict[str, AgentSpec]) -> None:
-        self.runtime = RuntimeHolder(agents)
+    def __init__(self, agents: dict[str, AgentSpec], settings: AppSettings | None = None) -> None:
+        self.runtime = RuntimeHolder(agents, settings)  # settings None: the process environment, on first use
         self._background: set[asyncio.Task[None]] = set()
 
     # agents/{agent}/sessions
