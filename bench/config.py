@@ -24,6 +24,8 @@ class Sizes:
     throughput_runs: int
     memory_sessions: int  # #8
     memory_turns: int
+    compaction_turns: int  # #10: turns of one compacted conversation
+    compaction_uncompacted: int  # #10: turns of the same conversation without compaction
 
 
 FULL = Sizes(
@@ -44,6 +46,8 @@ FULL = Sizes(
     throughput_runs=3,
     memory_sessions=1000,
     memory_turns=10_000,
+    compaction_turns=300,
+    compaction_uncompacted=40,
 )
 
 QUICK = Sizes(
@@ -64,4 +68,6 @@ QUICK = Sizes(
     throughput_runs=1,
     memory_sessions=8,
     memory_turns=24,
+    compaction_turns=12,
+    compaction_uncompacted=6,
 )

@@ -22,7 +22,7 @@ def test_quick_bench_reports_every_target(tmp_path: Path, azurite: Azurite):
 
     document = json.loads((tmp_path / "results.json").read_text())
     results = {r["id"]: r for r in document["results"]}
-    assert sorted(results) == list(range(1, 10))
+    assert sorted(results) == list(range(1, 11))
     for result in results.values():
         assert result["verdict"] in ("MET", "NOT MET", "NOT JUDGED")
         assert not result["measured"].startswith("measure failed"), result["measured"]
@@ -44,6 +44,9 @@ def test_quick_bench_reports_every_target(tmp_path: Path, azurite: Azurite):
     assert results[6]["figures"]["imports"]["dependency_modules"] > 100
     assert results[7]["figures"]["rounds"][0]["ours"]["turns"] > 0
     assert results[8]["figures"]["turns"] == 24
+    compaction = results[10]["figures"]
+    assert compaction["turns"] == len(compaction["input_tokens_per_turn"]) == 12
+    assert compaction["model_calls"] == 12 + compaction["summary_calls"]
     lease = results[9]["figures"]
     assert lease["cost"]["samples"] > 0
     for mode in ("enqueue", "reject"):
@@ -52,6 +55,6 @@ def test_quick_bench_reports_every_target(tmp_path: Path, azurite: Azurite):
     assert results[9]["met"] is True
 
     table = (tmp_path / "table.txt").read_text()
-    for number in range(1, 10):
+    for number in range(1, 11):
         assert f"\n{number} " in table
     assert "MET" in table
