@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from agent_core import AgentInputError, ConfigurationError, tool
+from agent_core import AgentInputError, ConfigurationError, ModelBadRequestError, tool
 from agent_core.compaction import (
     COMPACTION_STATE_KEY,
     SUMMARY_PREFIX,
@@ -154,3 +154,61 @@ async def test_old_tool_results_are_sent_as_stubs(client: OpenAIResponsesClient,
     assert any(o.startswith("[tool result compacted") for o in outputs[:-1])
     calls = {i["call_id"] for i in last["input"] if i["type"] == "function_call"}
     assert calls == {i["call_id"] for i in last["input"] if i["type"] == "function_call_output"}
+
+
+WINDOW = 3_000  # the echo model's context window, in its tokens (words)
+
+
+async def test_a_chat_that_died_at_the_window_goes_on_with_compaction(client: OpenAIResponsesClient, model: EchoModel):
+    model.context_window = WINDOW
+    plain = client.as_agent(instructions=INSTRUCTIONS)
+    with pytest.raises(ModelBadRequestError) as info:
+        await chat(plain, plain.create_session(), range(30), stream=False)
+    assert info.value.code == "context_length_exceeded"
+    died_at = len(agent_calls(model))
+    assert died_at < 30
+
+    model.reset()
+    model.context_window = WINDOW
+    agent = client.as_agent(instructions=INSTRUCTIONS, compaction_strategy=composed())
+    session = agent.create_session()
+    await chat(agent, session, range(30), stream=False)
+    calls = agent_calls(model)
+    assert len(calls) == 30  # every turn answered at the first attempt, well past where the plain chat died
+    last = calls[-1]
+    assert last["input"][0]["content"].startswith(SUMMARY_PREFIX)
+    assert user_texts(last)[-1] == hundred_words(29)
+
+
+async def test_context_length_exceeded_compacts_harder_and_retries_once(
+    client: OpenAIResponsesClient, model: EchoModel
+):
+    # The budget is above the model's real window (a misconfiguration): the model refuses, the run retries.
+    agent = client.as_agent(instructions=INSTRUCTIONS, compaction_strategy=SlidingWindowStrategy(max_tokens=20_000))
+    session = agent.create_session()
+    await chat(agent, session, range(8), stream=False)
+    model.reset()
+    model.context_window = 2_500  # under what 9 turns send, over half of it
+    response = await agent.run(hundred_words(8), session=session)
+    first, retry = model.responses_requests()
+    assert len(user_texts(retry)) < len(user_texts(first))
+    assert user_texts(retry)[-1] == hundred_words(8)
+    assert response.text
+    assert session.state[COMPACTION_STATE_KEY].first_kept > 0
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_turn_that_cannot_fit_fails_after_one_retry_and_changes_nothing(
+    client: OpenAIResponsesClient, model: EchoModel, stream: bool
+):
+    agent = client.as_agent(instructions=INSTRUCTIONS, compaction_strategy=SlidingWindowStrategy(max_tokens=2_000))
+    session = agent.create_session()
+    await chat(agent, session, range(3), stream=False)
+    before = json.dumps(session.to_dict())
+    model.reset()
+    model.context_window = 50  # the new message alone is longer
+    with pytest.raises(ModelBadRequestError) as info:
+        await chat(agent, session, range(3, 4), stream=stream)
+    assert info.value.code == "context_length_exceeded"
+    assert len(model.responses_requests()) == 2  # the call and one retry, no more
+    assert json.dumps(session.to_dict()) == before
