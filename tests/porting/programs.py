@@ -381,3 +381,25 @@ async with Agent(client, "You are terse.", name="Terse", default_options={"max_t
     print(f"Agent: {result}")
 """,
 )
+program(
+    "structured_output",
+    """
+import os
+from pydantic import BaseModel
+from agent_framework.openai import OpenAIChatClient
+
+
+class CityInfo(BaseModel):
+    city: str
+    population: int
+
+
+{CLIENT}
+agent = client.as_agent(name="Extractor", instructions="Extract city facts.")
+result = await agent.run("Paris has 2 million people.", options={"response_format": CityInfo})
+info = result.value
+print(f"type: {type(info).__name__}")
+print(f"city: {info.city}")
+print(f"population: {info.population}")
+""",
+)

@@ -193,6 +193,15 @@ def check_async_with_defaults(o: Outcome) -> None:
     assert o.requests[0]["max_output_tokens"] == 32
 
 
+def check_structured_output(o: Outcome) -> None:
+    assert o.lines[0] == "type: CityInfo"
+    assert o.lines[1].startswith(f"city: {recap('Paris has 2 million people.')}")
+    assert o.lines[2] == "population: 0"
+    text_format = o.requests[0]["text"]["format"]
+    assert (text_format["type"], text_format["name"], text_format["strict"]) == ("json_schema", "CityInfo", True)
+    assert text_format["schema"]["required"] == ["city", "population"]
+
+
 CHECKS: dict[str, Callable[[Outcome], None]] = {
     name.removeprefix("check_"): check for name, check in globals().items() if name.startswith("check_")
 }
