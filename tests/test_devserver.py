@@ -25,7 +25,7 @@ QUIET_SCHEDULE = "0 0 0 1 1 *"  # midnight on New Year's Day: never fires during
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[DevServer]:
-    with DevServer(devserver_app.app, env={"TEST_TIMER_SCHEDULE": QUIET_SCHEDULE}) as dev_server:
+    with DevServer(devserver_app.create_app(), env={"TEST_TIMER_SCHEDULE": QUIET_SCHEDULE}) as dev_server:
         yield dev_server
 
 
@@ -179,7 +179,7 @@ async def test_admin_endpoint_reports_a_failing_timer_as_500() -> None:
     app = func.FunctionApp()
 
     @app.timer_trigger(schedule="0 0 0 1 1 *", arg_name="timer")
-    def broken(timer: func.TimerRequest) -> None:
+    async def broken(timer: func.TimerRequest) -> None:
         raise RuntimeError("timer exploded")
 
     async with asgi_client(create_asgi_app(app)) as client:
@@ -187,69 +187,54 @@ async def test_admin_endpoint_reports_a_failing_timer_as_500() -> None:
     assert "exploded" not in json.dumps(body)
 
 
-# --- Routing rules (in-process ASGI) ----------------------------------------------------------------
+# --- What the dev server refuses (in-process ASGI) ---------------------------------------------------
 
 
-def routing_app(route_prefix: str = "api") -> DevApp:
+def one_route_app(route: str) -> func.FunctionApp:
     app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 
-    @app.route(route="items/{item}/{x}")
-    async def generic(req: Request) -> Response:
-        return Response(f"generic {req.path_params}")
+    @app.route(route=route)
+    async def only(req: Request) -> Response:
+        return Response(f"only {dict(req.path_params)}")
 
-    @app.route(route="items/{item}/special")
-    async def special(req: Request) -> Response:
-        return Response(f"special {req.path_params}")
-
-    @app.route(route="numbers/{n:int}")
-    async def number(req: Request) -> Response:
-        return Response(f"int {req.path_params['n']}")
-
-    @app.route(route="numbers/{word:alpha}")
-    async def word(req: Request) -> Response:
-        return Response(f"alpha {req.path_params['word']}")
-
-    @app.route(route="ids/{id:guid}")
-    async def by_id(req: Request) -> Response:
-        return Response(f"guid {req.path_params['id']}")
-
-    @app.route(route="pages/{page?}")
-    async def pages(req: Request) -> Response:
-        return Response(f"pages {dict(req.path_params)}")
-
-    @app.route()  # no route: the function name
-    def plain(req: Request) -> dict[str, str]:  # sync, and not a Response
-        return {"sync": "yes"}
-
-    return create_asgi_app(app, route_prefix=route_prefix)
+    return app
 
 
-async def test_literal_segments_win_over_parameters_whatever_the_registration_order() -> None:
-    async with asgi_client(routing_app()) as client:
-        assert (await client.get("/api/items/a/special")).text == "special {'item': 'a'}"
-        assert (await client.get("/api/items/a/other")).text == "generic {'item': 'a', 'x': 'other'}"
+@pytest.mark.parametrize("route", ["numbers/{n:int}", "pages/{page?}", "files/{*rest}"])
+def test_route_templates_beyond_plain_parameters_are_refused(route: str) -> None:
+    """function_app.py uses plain {name} parameters only; anything else is refused, never served differently."""
+    with pytest.raises(ValueError, match=r"'only'.*not a plain \{name\}"):
+        create_asgi_app(one_route_app(route))
 
 
-async def test_route_constraints_optional_parameters_and_default_routes() -> None:
-    guid = "0f8fad5b-d9cb-469f-a165-70867728950e"
-    async with asgi_client(routing_app()) as client:
-        assert (await client.get("/api/numbers/42")).text == "int 42"
-        assert (await client.get("/api/numbers/abc")).text == "alpha abc"
-        assert_problem(await client.get("/api/numbers/4x"), 404)
-        assert (await client.get(f"/api/ids/{guid}")).text == f"guid {guid}"
-        assert_problem(await client.get("/api/ids/not-a-guid"), 404)
-        assert (await client.get("/api/pages")).text == "pages {}"
-        assert (await client.get("/api/pages/3")).text == "pages {'page': '3'}"
-        assert (await client.get("/api/plain")).json() == {"sync": "yes"}
-        assert_problem(await client.get("/api/items/a"), 404)  # a parameter is exactly one segment
+def test_sync_functions_are_refused() -> None:
+    app = func.FunctionApp()
+
+    @app.route(route="plain")
+    def plain(req: Request) -> Response:
+        return Response("sync")
+
+    with pytest.raises(ValueError, match="'plain' is not async"):
+        create_asgi_app(app)
+
+
+async def test_a_function_returning_no_response_is_a_500_problem() -> None:
+    app = func.FunctionApp()
+
+    @app.route(route="data")
+    async def data(req: Request) -> dict[str, str]:
+        return {"not": "a Response"}
+
+    async with asgi_client(create_asgi_app(app)) as client:
+        assert "'data' failed" in assert_problem(await client.get("/api/data"), 500)["detail"]
 
 
 async def test_empty_route_prefix_serves_routes_at_the_root() -> None:
-    app = routing_app(route_prefix="")
+    app = create_asgi_app(one_route_app("items/{item}"), route_prefix="")
     async with asgi_client(app) as client:
-        assert (await client.get("/numbers/42")).text == "int 42"
-        assert_problem(await client.get("/api/numbers/42"), 404)
-    assert "number: [GET,POST,PUT,PATCH,DELETE,HEAD,OPTIONS,TRACE] http://x/numbers/{n:int}" in app.describe("http://x")
+        assert (await client.get("/items/7")).text == "only {'item': '7'}"
+        assert_problem(await client.get("/api/items/7"), 404)
+    assert "only: [GET,POST,PUT,PATCH,DELETE,HEAD,OPTIONS,TRACE] http://x/items/{item}" in app.describe("http://x")
 
 
 def test_describe_lists_routes_and_timers(server: DevServer) -> None:
@@ -263,7 +248,7 @@ def test_describe_lists_routes_and_timers(server: DevServer) -> None:
 
 
 async def test_timer_fires_on_its_schedule_and_stops_on_shutdown() -> None:
-    app = create_asgi_app(devserver_app.app, env={"TEST_TIMER_SCHEDULE": "*/1 * * * * *"})
+    app = create_asgi_app(devserver_app.create_app(), env={"TEST_TIMER_SCHEDULE": "*/1 * * * * *"})
     before = len(devserver_app.timer_runs)
 
     async with lifespan(app):
@@ -289,24 +274,29 @@ async def test_run_on_startup_runs_once_at_start_and_failures_do_not_stop_the_ti
 
 
 async def test_run_timers_false_leaves_timers_to_the_admin_endpoint() -> None:
-    app = create_asgi_app(devserver_app.app, env={"TEST_TIMER_SCHEDULE": "*/1 * * * * *"}, run_timers=False)
+    app = create_asgi_app(devserver_app.create_app(), env={"TEST_TIMER_SCHEDULE": "*/1 * * * * *"}, run_timers=False)
     before = len(devserver_app.timer_runs)
     async with lifespan(app):
         await asyncio.sleep(1.1)
     assert len(devserver_app.timer_runs) == before
 
 
-def test_unresolved_schedule_setting_is_a_clear_error() -> None:
+def nightly_app() -> func.FunctionApp:
     app = func.FunctionApp()
 
     @app.timer_trigger(schedule="%MISSING%", arg_name="timer")
-    def nightly(timer: func.TimerRequest) -> None: ...
+    async def nightly(timer: func.TimerRequest) -> None: ...
 
+    return app
+
+
+def test_unresolved_schedule_setting_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match=r"'nightly'.*MISSING"):
-        create_asgi_app(app, env={})
+        create_asgi_app(nightly_app(), env={})
     with pytest.raises(ValueError, match=r"'nightly'.*NCRONTAB"):
-        create_asgi_app(app, env={"MISSING": "every day"})
-    assert create_asgi_app(app, env={"MISSING": "0 0 3 * * *"}).timers[0].schedule.expression == "0 0 3 * * *"
+        create_asgi_app(nightly_app(), env={"MISSING": "every day"})
+    app = create_asgi_app(nightly_app(), env={"MISSING": "0 0 3 * * *"})
+    assert app.timers[0].schedule.expression == "0 0 3 * * *"
 
 
 # --- NCRONTAB ---------------------------------------------------------------------------------------
@@ -334,7 +324,6 @@ def at(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: 
         ("0 0 12 * * 7", at(2024, 3, 5, 0, 0, 0), at(2024, 3, 10, 12, 0, 0)),  # 7 is Sunday too
         ("0 0-10/5 8 * * *", at(2024, 3, 5, 8, 5, 30), at(2024, 3, 5, 8, 10, 0)),
         ("30 1,2 * * * *", at(2024, 3, 5, 8, 2, 30), at(2024, 3, 5, 9, 1, 30)),
-        ("5 4 * * *", at(2024, 3, 5, 8, 2, 30), at(2024, 3, 6, 4, 5, 0)),  # classic 5 fields: second 0
     ],
 )
 def test_ncrontab_next_occurrence(expression: str, after: datetime, expected: datetime) -> None:
@@ -359,18 +348,12 @@ def test_ncrontab_accepts_other_timezones_and_needs_an_aware_datetime() -> None:
         NCronTab("0 0 * * * *").next_after(datetime(2024, 3, 5))
 
 
-def test_ncrontab_is_fast_for_rare_schedules() -> None:
-    started = time.perf_counter()
-    for year in range(2000, 2100):
-        NCronTab("0 0 0 29 2 MON").next_after(at(year, 1, 1, 0, 0, 0))
-    assert time.perf_counter() - started < 1.0
-
-
 @pytest.mark.parametrize(
     "expression",
     [
         "",
         "* * * *",
+        "5 4 * * *",  # classic 5-field cron: the host's timer schedules have seconds
         "* * * * * * *",
         "60 * * * * *",
         "* * 24 * * *",
@@ -379,7 +362,6 @@ def test_ncrontab_is_fast_for_rare_schedules() -> None:
         "* * * * * 8",
         "* * * * FOO *",
         "*/0 * * * * *",
-        "5-1 * * * * *",
         "a * * * * *",
         "* * * 31 2 *",
         "1,,2 * * * * *",
