@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import math
 import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -98,24 +99,39 @@ def _finish_reason(response: openai.types.responses.Response, contents: list[Con
     return "tool_calls" if any(c.type == "function_call" for c in contents) else "stop"
 
 
+RETRY_AFTER_MAX_SECONDS = 300.0
+"""The longest wait a service may ask for that is passed on; a far-future date means "later", not years."""
+
+
 def _retry_after(headers: Any) -> float | None:
-    """Seconds to wait, from `retry-after-ms` or `retry-after` (seconds or an HTTP date)."""
+    """Seconds to wait, from `retry-after-ms` or `retry-after` (seconds or an HTTP date), clamped to
+    0-300 s; None when absent or unparsable (`Retry-After: soon`), so callers apply their own default."""
     if headers is None:
         return None
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return float(ms) / 1000
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
+    seconds = _seconds(headers.get("retry-after-ms"), scale=1000)
+    if seconds is None:
+        seconds = _seconds(headers.get("retry-after"), scale=1)
+    if seconds is None:
+        seconds = _until(headers.get("retry-after"))
+    return None if seconds is None else min(max(seconds, 0.0), RETRY_AFTER_MAX_SECONDS)
+
+
+def _seconds(value: str | None, *, scale: int) -> float | None:
+    try:
+        seconds = float(value) / scale if value else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and math.isfinite(seconds) else None
+
+
+def _until(value: str | None) -> float | None:
+    """Seconds until an HTTP date (IMF-fixdate and the obsolete forms), or None."""
     if not value:
         return None
     try:
-        return float(value)
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value)
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+        return email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+    except (TypeError, ValueError, IndexError):
+        return None
 
 
 def map_openai_error(exc: openai.OpenAIError) -> ModelError:
@@ -128,6 +144,8 @@ def map_openai_error(exc: openai.OpenAIError) -> ModelError:
         if status in (429, 503):
             retry_after = _retry_after(exc.response.headers)
             return ModelRateLimitError(message, status_code=status, retry_after=retry_after, code=code)
+        if status == 408:
+            return ModelTimeoutError(message, status_code=status, code=code)
         if status in (401, 403):
             return ModelAuthenticationError(message, status_code=status, code=code)
         if 400 <= status < 500:

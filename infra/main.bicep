@@ -107,7 +107,11 @@ param maxRequestBytes int = 1048576
 
 @description('AGENT_MAX_MESSAGE_CHARS: longest accepted message text.')
 @minValue(1)
-param maxMessageChars int = 32000
+param maxMessageChars int = 262144
+
+@description('AGENT_MAX_OUTPUT_TOKENS: largest options.max_output_tokens a client may ask for.')
+@minValue(1)
+param maxOutputTokens int = 32768
 
 @description('AGENT_MAX_MESSAGES_PER_TURN: most messages in one turn\'s request.')
 @minValue(1)
@@ -223,6 +227,7 @@ var agentSettings = {
   AGENT_DELETE_SERVICE_CONVERSATIONS: deleteServiceConversations ? 'true' : 'false'
   AGENT_MAX_REQUEST_BYTES: string(maxRequestBytes)
   AGENT_MAX_MESSAGE_CHARS: string(maxMessageChars)
+  AGENT_MAX_OUTPUT_TOKENS: string(maxOutputTokens)
   AGENT_MAX_MESSAGES_PER_TURN: string(maxMessagesPerTurn)
   AGENT_MAX_SESSION_BYTES: string(maxSessionBytes)
   AGENT_MAX_STATE_BYTES: string(maxStateBytes)

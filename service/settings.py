@@ -176,7 +176,16 @@ class AppSettings(_Settings):
         1048576, alias="AGENT_MAX_REQUEST_BYTES", ge=1024, description="Largest accepted request body (413 above)."
     )
     max_message_chars: int = Field(
-        32000, alias="AGENT_MAX_MESSAGE_CHARS", ge=1, description="Longest accepted message text (413 above)."
+        262144,
+        alias="AGENT_MAX_MESSAGE_CHARS",
+        ge=1,
+        description="Longest accepted message text (413 above); fits the request limit at 4 bytes a character.",
+    )
+    max_output_tokens: int = Field(
+        32768,
+        alias="AGENT_MAX_OUTPUT_TOKENS",
+        ge=1,
+        description="Largest options.max_output_tokens a client may ask for (400 above).",
     )
     max_messages_per_turn: int = Field(
         20, alias="AGENT_MAX_MESSAGES_PER_TURN", ge=1, description="Most messages in one turn's request (413 above)."
@@ -261,6 +270,7 @@ class AppSettings(_Settings):
         return Limits(
             max_request_bytes=self.max_request_bytes,
             max_message_chars=self.max_message_chars,
+            max_output_tokens=self.max_output_tokens,
             max_messages_per_turn=self.max_messages_per_turn,
             max_session_bytes=self.max_session_bytes,
             max_state_bytes=self.max_state_bytes,
@@ -271,6 +281,7 @@ class AppSettings(_Settings):
 class Limits:
     max_request_bytes: int
     max_message_chars: int
+    max_output_tokens: int
     max_messages_per_turn: int
     max_session_bytes: int
     max_state_bytes: int

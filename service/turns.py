@@ -22,8 +22,10 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from agent_core.agents import AgentResponse, AgentResponseUpdate
+from agent_core.approvals import APPROVALS_KEY
+from agent_core.compaction import COMPACTION_STATE_KEY
 from agent_core.messages import Message
-from agent_core.providers import BaseHistoryProvider
+from agent_core.providers import BaseHistoryProvider, InMemoryHistoryProvider
 from agent_core.sessions import AgentSession, service_id_text
 
 from .ownership import conversation_metadata
@@ -51,11 +53,19 @@ class IdempotencyKeyReusedError(StoreError):
     """An Idempotency-Key sent again with a different request body."""
 
 
+HISTORY_SOURCE_ID = "history"
+"""The stored history provider's `source_id` (its `session.state` entry is the runtime's)."""
+RESERVED_STATE_KEYS = frozenset(
+    {APPROVALS_KEY, COMPACTION_STATE_KEY, HISTORY_SOURCE_ID, InMemoryHistoryProvider.DEFAULT_SOURCE_ID}
+)
+"""Top-level `state` keys the runtime keeps its own data in: refused in a client's state, not shown back."""
+
+
 class StoredHistoryProvider(BaseHistoryProvider):
     """History already loaded with the session header; new messages are collected for the turn's transaction."""
 
     def __init__(self, messages: Sequence[Message]) -> None:
-        super().__init__("history")
+        super().__init__(HISTORY_SOURCE_ID)
         self.loaded = list(messages)
         self.new_messages: list[Message] = []
 

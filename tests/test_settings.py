@@ -18,7 +18,7 @@ SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
 def test_defaults_and_types():
     settings = AppSettings.from_env({})
     assert settings.session_ttl_seconds == 86400
-    assert settings.limits.max_message_chars == 32000
+    assert settings.limits.max_message_chars == 262144
     assert settings.delete_service_conversations is False
     assert settings.model_timeout_seconds == 120.0
 

@@ -5,37 +5,103 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Any, Literal, Self, TypeVar
+from typing import Annotated, Any, Literal, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from starlette.requests import Request
 
 from agent_core.messages import Content, Message
 
 from ..settings import Limits
 from ..storage import SESSION_ID_PATTERN
+from ..turns import RESERVED_STATE_KEYS
 from .problems import HttpError, bad_request, invalid, too_large
 from .views import decode_cursor
 
-CLIENT_OPTIONS = frozenset(
-    {"temperature", "top_p", "max_output_tokens", "parallel_tool_calls", "reasoning", "text", "truncation"}
-)
+MAX_JSON_DEPTH = 32
+"""Deepest nesting of arrays and objects a request body may have (a turn needs 5; `state` gets the rest)."""
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Strict: JSON types as sent (`"stream": "yes"` is not a boolean), unknown fields refused."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ReasoningOptions(_Body):
+    effort: Literal["none", "minimal", "low", "medium", "high"] | None = None
+    summary: Literal["auto", "concise", "detailed"] | None = None
+
+
+class TextFormatText(_Body):
+    type: Literal["text"]
+
+
+class TextFormatJsonObject(_Body):
+    type: Literal["json_object"]
+
+
+class TextFormatJsonSchema(_Body):
+    type: Literal["json_schema"]
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    schema_: dict[str, Any] = Field(alias="schema")
+    description: str | None = None
+    strict: bool | None = None
+
+
+class TextOptions(_Body):
+    format: TextFormatText | TextFormatJsonObject | TextFormatJsonSchema | None = Field(
+        default=None, discriminator="type"
+    )
+    verbosity: Literal["low", "medium", "high"] | None = None
+
+
+class TurnOptions(_Body):
+    """The model options a client may set, by type and range, so a bad value never costs a model call."""
+
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    parallel_tool_calls: bool | None = None
+    reasoning: ReasoningOptions | None = None
+    text: TextOptions | None = None
+    truncation: Literal["auto", "disabled"] | None = None
+
+    def to_options(self) -> dict[str, Any]:
+        """What the agent run gets: the options that were set, as the Responses API spells them."""
+        return self.model_dump(exclude_none=True, by_alias=True)
 
 
 class CreateSessionBody(_Body):
     session_id: str | None = Field(default=None, pattern=SESSION_ID_PATTERN.pattern)
-    history: Literal["local", "service"] = "local"
+    history: Literal["local", "service"] | None = None
     service_session_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,256}$")
     state: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("state")
+    @classmethod
+    def _unreserved(cls, state: dict[str, Any]) -> dict[str, Any]:
+        reserved = sorted(RESERVED_STATE_KEYS & set(state))
+        if reserved:
+            raise ValueError(f"state keys {reserved} are reserved for the runtime's own data; use other names")
+        return state
+
+    @model_validator(mode="after")
+    def _one_history(self) -> Self:
+        if self.history == "local" and self.service_session_id:
+            raise ValueError("a service_session_id means service-managed history; drop it or use history 'service'")
+        return self
 
     @property
     def history_mode(self) -> Literal["local", "service"]:
         """Attaching a service conversation implies service-managed history."""
-        return "service" if self.service_session_id else self.history
+        return "service" if self.service_session_id else (self.history or "local")
+
+
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("a message needs text; this one is empty or only whitespace")
+    return text
 
 
 class InputAttachment(_Body):
@@ -61,9 +127,11 @@ class InputMessage(_Body):
     attachments: list[InputAttachment] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _attachments_on_user_messages(self) -> Self:
+    def _content(self) -> Self:
         if self.attachments and self.role != "user":
             raise ValueError("only user messages take attachments")
+        if not self.text.strip() and not self.attachments:
+            raise ValueError("a message needs text (or attachments); this one is empty or only whitespace")
         return self
 
     def to_message(self) -> Message:
@@ -77,21 +145,13 @@ class ApprovalDecision(_Body):
 
 
 class TurnBody(_Body):
-    message: str | None = None
+    message: Annotated[str, AfterValidator(_not_blank)] | None = None
     messages: list[InputMessage] | None = None
     approvals: list[ApprovalDecision] = Field(default_factory=list)
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: TurnOptions = Field(default_factory=TurnOptions)
     stream: bool = False
     if_busy: Literal["reject", "enqueue"] | None = None
     """What to do when another turn runs on the session (default: the AGENT_IF_BUSY setting)."""
-
-    @field_validator("options")
-    @classmethod
-    def _known_options(cls, options: dict[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(options) - CLIENT_OPTIONS)
-        if unknown:
-            raise ValueError(f"unsupported options {unknown}; allowed: {sorted(CLIENT_OPTIONS)}")
-        return options
 
     @model_validator(mode="after")
     def _one_input(self) -> Self:
@@ -99,6 +159,10 @@ class TurnBody(_Body):
             raise ValueError("send either 'message' or 'messages', not both")
         if self.message is None and not self.messages and not self.approvals:
             raise ValueError("send 'message', 'messages' or 'approvals'")
+        ids = [decision.id for decision in self.approvals]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise ValueError(f"one decision per approval request; decided more than once: {twice}")
         return self
 
     def inputs(self) -> list[InputMessage]:
@@ -111,6 +175,10 @@ class TurnBody(_Body):
             raise too_large(f"at most {limits.max_messages_per_turn} messages per turn")
         if any(len(item.text) > limits.max_message_chars for item in inputs):
             raise too_large(f"a message is over {limits.max_message_chars} characters")
+        wanted = self.options.max_output_tokens
+        if wanted is not None and wanted > limits.max_output_tokens:
+            errors = [{"field": "options.max_output_tokens", "message": f"at most {limits.max_output_tokens}"}]
+            raise bad_request("the request body is not valid", errors=errors)
         messages = [item.to_message() for item in inputs]
         if self.approvals:
             decisions = [Content.from_function_approval_response(d.id, d.approved) for d in self.approvals]
@@ -180,10 +248,48 @@ async def read_json(request: Request, max_bytes: int, *, required: bool) -> dict
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/json" and not content_type.endswith("+json"):
         raise HttpError(415, "Unsupported Media Type", "send the body as application/json")
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise bad_request(f"malformed JSON: {exc}") from None
+    data = load_json(raw)
     if not isinstance(data, dict):
         raise bad_request("the JSON body must be an object")
     return data
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def load_json(raw: bytes) -> Any:
+    """Strict JSON (RFC 8259): no NaN/Infinity, no lone surrogates, at most MAX_JSON_DEPTH levels deep."""
+    try:
+        data = json.loads(raw, parse_constant=_reject_constant)
+    except RecursionError:
+        raise bad_request(f"the JSON body is nested more than {MAX_JSON_DEPTH} levels deep") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        raise bad_request(f"malformed JSON: {exc}") from None
+    _check_tree(data)
+    return data
+
+
+def _check_tree(data: Any) -> None:
+    """Walk without recursion: depth, and strings that UTF-8 (so storage and the model) can carry."""
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            _check_text(value)
+        elif isinstance(value, (dict, list)):
+            if depth >= MAX_JSON_DEPTH:
+                raise bad_request(f"the JSON body is nested more than {MAX_JSON_DEPTH} levels deep")
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    _check_text(key)
+                    stack.append((item, depth + 1))
+            else:
+                stack.extend((item, depth + 1) for item in value)
+
+
+def _check_text(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise bad_request("the JSON body has a lone surrogate (e.g. \\ud800) in a string; send valid Unicode") from None

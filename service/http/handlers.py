@@ -25,6 +25,7 @@ from ..runtime import AgentSpec, Runtime, RuntimeHolder
 from ..settings import AppSettings
 from ..storage import SessionConflictError, StoredSession, StoreError
 from ..turns import TurnRequest, TurnResult, run_turn, turn
+from .accept import wants_event_stream
 from .bodies import (
     CreateSessionBody,
     HistoryQuery,
@@ -36,7 +37,7 @@ from .bodies import (
     read_json,
 )
 from .problems import HttpError, method_not_allowed, not_found, to_http_error
-from .sse import EVENT_STREAM, stream_response
+from .sse import stream_response
 from .views import history_page, session_detail, session_view, turn_payload
 
 logger = logging.getLogger(__name__)
@@ -167,12 +168,12 @@ class HttpApi:
         data = await read_json(request, limits.max_request_bytes, required=True)
         body = parse(TurnBody, data)
         key = idempotency_key(request)
-        stream = body.stream or EVENT_STREAM in request.headers.get("accept", "")
+        stream = body.stream or wants_event_stream(request.headers.get("accept"))
         turn_request = TurnRequest(
             owner=caller,
             session_id=session_id(request),
             messages=body.to_messages(limits),
-            options=body.options,
+            options=body.options.to_options(),
             stream=stream,
             if_busy=body.if_busy or runtime.settings.if_busy,
             idempotency_key=key,

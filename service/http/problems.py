@@ -37,6 +37,10 @@ from ..turns import IdempotencyKeyReusedError, TurnInProgressError
 logger = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+DEFAULT_RETRY_AFTER = 5
+"""Seconds to tell a client when the model or storage is throttling without saying (or saying `soon`)."""
+MAX_RETRY_AFTER = 300
+"""The longest Retry-After passed on: a far-future date from upstream means "later", not years."""
 
 
 class HttpError(Exception):
@@ -62,7 +66,7 @@ class HttpError(Exception):
     def response(self, headers: dict[str, str] | None = None) -> Response:
         headers = {**self.headers, **(headers or {})}
         if self.retry_after is not None:
-            headers["Retry-After"] = str(max(1, math.ceil(self.retry_after)))
+            headers["Retry-After"] = str(min(max(1, math.ceil(self.retry_after)), MAX_RETRY_AFTER))
         return JSONResponse(self.body(), status_code=self.status, headers=headers, media_type=PROBLEM_JSON)
 
 
@@ -126,10 +130,20 @@ def to_http_error(exc: Exception) -> HttpError:
             status = 429 if exc.status_code == 429 else 503
             title = "Too Many Requests" if status == 429 else "Service Unavailable"
             return HttpError(
-                status, title, "the model service is throttling requests", retry_after=exc.retry_after or 1
+                status,
+                title,
+                "the model service is throttling requests",
+                retry_after=exc.retry_after or DEFAULT_RETRY_AFTER,
             )
         case ModelTimeoutError():
             return HttpError(504, "Gateway Timeout", "the model did not answer in time")
+        case ModelBadRequestError() if exc.status_code == 404:
+            return HttpError(
+                502,
+                "Bad Gateway",
+                "the model service has no such model or deployment: check AZURE_OPENAI_RESPONSES_DEPLOYMENT_NAME "
+                "(or OPENAI_RESPONSES_MODEL_ID)",
+            )
         case ModelBadRequestError():
             return bad_request(f"the model service rejected the request: {exc}")
         case ModelAuthenticationError():

@@ -13,11 +13,11 @@ from typing import Any
 from pydantic import BaseModel
 
 from agent_core.agents import AgentResponse
-from agent_core.approvals import APPROVALS_KEY, pending_requests
+from agent_core.approvals import pending_requests
 from agent_core.messages import Content, Message
 
 from ..storage import StoredSession
-from ..turns import TurnResult
+from ..turns import RESERVED_STATE_KEYS, TurnResult
 
 
 def session_view(stored: StoredSession) -> dict[str, Any]:
@@ -37,7 +37,7 @@ def session_view(stored: StoredSession) -> dict[str, Any]:
 
 def session_detail(stored: StoredSession) -> dict[str, Any]:
     """GET of a session: metadata, `state` as plain JSON, and the pending approval requests."""
-    state = {k: v for k, v in stored.state.items() if k != APPROVALS_KEY}
+    state = {k: v for k, v in stored.state.items() if k not in RESERVED_STATE_KEYS}
     pending = pending_requests(stored.state)
     return {**session_view(stored), "state": plain_json(state), "pending_approvals": approvals(pending)}
 
