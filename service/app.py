@@ -70,6 +70,16 @@ def create_app(settings: AppSettings | None = None, agents: Mapping[str, AgentSp
         """POST: run a turn (JSON, or SSE with Accept: text/event-stream). GET: the history, paged."""
         return await api.messages(req)
 
+    @app.route(route="agents", methods=ALL_METHODS)
+    async def agents_list(req: Request) -> Response:
+        """GET: the served agents, their descriptions and tools."""
+        return await api.agents(req)
+
+    @app.route(route="playground", methods=ALL_METHODS)
+    async def playground(req: Request) -> Response:
+        """GET: the playground page (always locally; in Azure only with AGENT_PLAYGROUND_ENABLED)."""
+        return await api.playground(req)
+
     @app.route(route="health", methods=ALL_METHODS, auth_level=func.AuthLevel.ANONYMOUS)
     async def health(req: Request) -> Response:
         """GET: liveness and configuration."""

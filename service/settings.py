@@ -263,6 +263,12 @@ class AppSettings(_Settings):
         alias="WEBSITE_AUTH_ENABLED",
         description="Set by the platform when App Service authentication is on; only then are its headers trusted.",
     )
+    # Playground
+    playground_enabled: bool = Field(
+        False,
+        alias="AGENT_PLAYGROUND_ENABLED",
+        description="true: serve the playground page in Azure (always served locally).",
+    )
 
     @property
     def limits(self) -> Limits:

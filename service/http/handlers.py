@@ -21,6 +21,7 @@ from agent_core.sessions import new_session_id
 
 from ..expiry import SweepResult, sweep
 from ..ownership import check_attachable
+from ..playground import agents_view, playground_response
 from ..runtime import AgentSpec, Runtime, RuntimeHolder
 from ..settings import AppSettings
 from ..storage import SessionConflictError, StoredSession, StoreError
@@ -200,6 +201,23 @@ class HttpApi:
                 "time": datetime.now(UTC).isoformat(),
             }
         )
+
+    # agents
+    @handler("GET")
+    async def agents(self, runtime: Runtime, request: Request) -> Response:
+        await owner(runtime, request)  # a user route: the caller's credentials are checked like everywhere else
+        return JSONResponse(agents_view(runtime.agents))
+
+    # playground
+    @handler("GET")
+    async def playground(self, runtime: Runtime, request: Request) -> Response:
+        auth = runtime.auth.config
+        if auth.in_azure:
+            if not runtime.settings.playground_enabled:
+                detail = "the playground is off in Azure; AGENT_PLAYGROUND_ENABLED turns it on"
+                raise HttpError(404, "Not Found", detail)
+            auth.effective_mode()  # never without a chosen auth mode: 503 naming AGENT_AUTH_MODE
+        return playground_response()
 
     # timer
     async def sweep(self) -> SweepResult:
