@@ -66,11 +66,12 @@ def new_session(driver: WebDriver, agent: str = "shopping") -> str:
     picker = Select(driver.find_element(By.ID, "agent"))
     if picker.first_selected_option.text != agent:
         picker.select_by_visible_text(agent)
-    before = set(session_ids(driver))
     driver.find_element(By.ID, "new-session").click()
-    wait_for(driver, lambda d: set(session_ids(d)) - before)
-    [created] = set(session_ids(driver)) - before
-    wait_for(driver, lambda d: active_session(d) == created)
+    created: str = wait_for(
+        driver,
+        lambda d: status_text(d).removeprefix("Created session ") if status_text(d).startswith("Created") else None,
+    )
+    wait_for(driver, lambda d: active_session(d) == created and session_ids(d)[0] == created)  # listed first: newest
     return created
 
 
@@ -197,7 +198,11 @@ async def test_reload_and_switch_sessions(page: WebDriver, http: httpx2.AsyncCli
     second = new_session(page)
     assert bubbles(page, "user") == []  # a new session starts empty
     second_reply = say_and_wait(page, "I am in the second session")
-    assert session_ids(page) == [second, first]  # newest first
+    assert session_ids(page)[:2] == [second, first]  # the caller's sessions, newest first
+    wait_for(
+        page,
+        lambda d: texts(d, "#sessions li .open")[:2] == ["I am in the second session", "I am in the first session"],
+    )
 
     page.refresh()
     wait_for(page, lambda d: bubbles(d, "assistant") == [second_reply])
@@ -222,10 +227,23 @@ async def test_switching_agents_and_deleting_a_session(page: WebDriver, http: ht
     assert (await http.get(f"/agents/general/sessions/{session_id}")).status_code == 200
 
     page.find_element(By.CSS_SELECTOR, f'#sessions li[data-session-id="{session_id}"] .delete').click()
-    wait_for(page, lambda d: session_ids(d) == [])
+    wait_for(page, lambda d: session_id not in session_ids(d))
     assert (await http.get(f"/agents/general/sessions/{session_id}")).status_code == 404
     assert bubbles(page, "assistant") == []
     assert status_text(page) == f"Deleted session {session_id}"
+
+
+async def test_renaming_a_session(page: WebDriver, http: httpx2.AsyncClient):
+    session_id = new_session(page)
+    say_and_wait(page, "plan my trip")
+    row = f'#sessions li[data-session-id="{session_id}"]'
+    wait_for(page, lambda d: texts(d, f"{row} .open") == ["plan my trip"])  # titled by its first message
+    page.find_element(By.CSS_SELECTOR, f"{row} .rename").click()
+    prompt = wait_for(page, lambda d: d.switch_to.alert)
+    prompt.send_keys("Lisbon in May")
+    prompt.accept()
+    wait_for(page, lambda d: texts(d, f"{row} .open") == ["Lisbon in May"])
+    assert (await http.get(f"/agents/shopping/sessions/{session_id}")).json()["title"] == "Lisbon in May"
 
 
 async def test_the_page_loads_nothing_from_elsewhere(page: WebDriver, function_app_server: FunctionAppServer):

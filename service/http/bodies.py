@@ -7,13 +7,23 @@ import json
 import re
 from typing import Annotated, Any, Literal, Self, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from starlette.requests import Request
 
 from agent_core.messages import Content, Message
 
 from ..settings import Limits
 from ..storage import SESSION_ID_PATTERN
+from ..storage.catalog import decode_list_cursor
 from ..turns import RESERVED_STATE_KEYS
 from .problems import HttpError, bad_request, invalid, too_large
 from .views import decode_cursor
@@ -72,8 +82,17 @@ class TurnOptions(_Body):
         return self.model_dump(exclude_none=True, by_alias=True)
 
 
+MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+MetadataValue = Annotated[str, StringConstraints(max_length=512)]
+Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=16)]
+"""Up to 16 string pairs, keys 1-64 and values up to 512 characters (as the OpenAI Conversations API)."""
+Title = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
 class CreateSessionBody(_Body):
     session_id: str | None = Field(default=None, pattern=SESSION_ID_PATTERN.pattern)
+    title: Title | None = None
+    metadata: Metadata = Field(default_factory=dict)
     history: Literal["local", "service"] | None = None
     service_session_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,256}$")
     state: dict[str, Any] = Field(default_factory=dict)
@@ -119,6 +138,34 @@ class InputAttachment(_Body):
 
     def to_content(self) -> Content:
         return Content.from_uri(self.uri, media_type=self.media_type, name=self.name)
+
+
+class UpdateSessionBody(_Body):
+    """PATCH of a session: a new `title` (null: back to the one made from the first message) and/or `metadata`
+    (replaces the old pairs)."""
+
+    title: Title | None = None
+    metadata: Metadata | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> Self:
+        if not self.model_fields_set:
+            raise ValueError("send 'title' and/or 'metadata'")
+        if "metadata" in self.model_fields_set and self.metadata is None:
+            raise ValueError("metadata must be an object (send {} to remove every pair)")
+        return self
+
+
+class SessionListQuery(BaseModel):
+    """GET .../sessions query. Other parameters are left alone: the platform's `code` key arrives here too."""
+
+    limit: int = Field(default=20, ge=1, le=100)
+    cursor: str | None = Field(default=None, description="the row key after which the page starts")
+
+    @field_validator("cursor", mode="before")
+    @classmethod
+    def _decode(cls, value: Any) -> Any:
+        return decode_list_cursor(value) if isinstance(value, str) else value
 
 
 class InputMessage(_Body):

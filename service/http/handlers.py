@@ -25,12 +25,15 @@ from ..playground import agents_view, playground_response
 from ..runtime import AgentSpec, Runtime, RuntimeHolder
 from ..settings import AppSettings
 from ..storage import SessionConflictError, StoredSession, StoreError
+from ..storage.catalog import Listed, SessionCatalog
 from ..turns import TurnRequest, TurnResult, run_turn, turn
 from .accept import wants_event_stream
 from .bodies import (
     CreateSessionBody,
     HistoryQuery,
+    SessionListQuery,
     TurnBody,
+    UpdateSessionBody,
     fingerprint,
     idempotency_key,
     parse,
@@ -39,7 +42,7 @@ from .bodies import (
 )
 from .problems import HttpError, method_not_allowed, not_found, to_http_error
 from .sse import stream_response
-from .views import history_page, session_detail, session_view, turn_payload
+from .views import history_page, listed_view, session_detail, turn_payload
 
 logger = logging.getLogger(__name__)
 
@@ -102,10 +105,15 @@ class HttpApi:
         self._background: set[asyncio.Task[None]] = set()
 
     # agents/{agent}/sessions
-    @handler("POST")
+    @handler("GET", "POST")
     async def sessions(self, runtime: Runtime, request: Request) -> Response:
         caller = await owner(runtime, request)
         spec = agent_spec(runtime, request)
+        catalog = SessionCatalog(runtime.store.table)
+        if request.method == "GET":
+            query = parse_query(SessionListQuery, request)
+            page, next_cursor = await catalog.page(caller, spec.name, limit=query.limit, after=query.cursor)
+            return JSONResponse({"sessions": [listed_view(item) for item in page], "next_cursor": next_cursor})
         data = await read_json(request, runtime.settings.limits.max_request_bytes, required=False)
         body = parse(CreateSessionBody, data)
         if body.service_session_id:
@@ -119,19 +127,40 @@ class HttpApi:
             service_session_id=body.service_session_id,
             state=body.state,
         )
+        try:
+            await catalog.add(stored, body.title, body.metadata)
+        except Exception:
+            if await runtime.store.delete_header(stored):  # a session that cannot be listed is not left behind
+                await self._finish_delete(runtime, stored)
+            raise
         location = f"{request.url.path.rstrip('/')}/{stored.session_id}"
-        return JSONResponse(session_view(stored), status_code=201, headers={"Location": location})
+        listed = Listed(stored, body.title, dict(body.metadata))
+        return JSONResponse(listed_view(listed), status_code=201, headers={"Location": location})
 
     # agents/{agent}/sessions/{session_id}
-    @handler("GET", "DELETE")
+    @handler("GET", "PATCH", "DELETE")
     async def session(self, runtime: Runtime, request: Request) -> Response:
         caller = await owner(runtime, request)
         spec = agent_spec(runtime, request)
+        catalog = SessionCatalog(runtime.store.table)
+        if request.method == "PATCH":
+            data = await read_json(request, runtime.settings.limits.max_request_bytes, required=True)
+            body = parse(UpdateSessionBody, data)
         stored = await runtime.store.load(caller, spec.name, session_id(request), with_history=False)
         if request.method == "GET":
-            return JSONResponse(session_detail(stored))
+            details = await catalog.details(stored)
+            return JSONResponse({**session_detail(stored), "title": details.title, "metadata": details.metadata})
+        if request.method == "PATCH":
+            updated = await catalog.update(
+                stored, title=body.title, metadata=body.metadata, set_title="title" in body.model_fields_set
+            )
+            return JSONResponse(listed_view(updated))
         if not await runtime.store.delete_header(stored):
             raise SessionConflictError("the session changed while being deleted; nothing was deleted")
+        try:
+            await catalog.remove(stored)
+        except StoreError as exc:  # the list drops rows whose session is gone, so this only costs a later read
+            logger.warning("could not unlist deleted session %s: %s", stored.session_id, exc)
         await self._finish_delete(runtime, stored)
         return Response(status_code=204)
 

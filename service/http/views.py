@@ -17,6 +17,7 @@ from agent_core.approvals import pending_requests
 from agent_core.messages import Content, Message
 
 from ..storage import StoredSession
+from ..storage.catalog import Listed
 from ..turns import RESERVED_STATE_KEYS, TurnResult
 
 
@@ -33,6 +34,11 @@ def session_view(stored: StoredSession) -> dict[str, Any]:
         "turns": stored.turns,
         "message_count": stored.message_count,
     }
+
+
+def listed_view(listed: Listed) -> dict[str, Any]:
+    """A session with its title and metadata (the list's items, the replies to create and PATCH)."""
+    return {**session_view(listed.session), "title": listed.title, "metadata": listed.metadata}
 
 
 def session_detail(stored: StoredSession) -> dict[str, Any]:
