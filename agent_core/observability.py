@@ -47,6 +47,8 @@ __all__ = [
     "ObservabilitySettings",
     "Operation",
     "OtelAttr",
+    "active_meter",
+    "active_tracer",
     "agent_operation",
     "chat_operation",
     "configure_otel_providers",
@@ -147,6 +149,23 @@ class _Instruments:
     tracer: Tracer
     duration: Histogram
     token_usage: Histogram
+    meter_provider: MeterProvider | None  # None: the global one
+    tracer_provider: TracerProvider | None
+
+
+def active_tracer(name: str = INSTRUMENTATION_NAME) -> Tracer | None:
+    """A tracer on the providers instrumentation was enabled with, or None while it is off (for code around
+    agent_core, e.g. the service's request spans, to record into the same place)."""
+    instruments = _instruments
+    if instruments is None:
+        return None
+    return instruments.tracer if name == INSTRUMENTATION_NAME else get_tracer(instruments.tracer_provider, name)
+
+
+def active_meter(name: str) -> Meter | None:
+    """A meter named `name` on the provider instrumentation was enabled with, or None while it is off."""
+    instruments = _instruments
+    return None if instruments is None else get_meter(instruments.meter_provider, name)
 
 
 _instruments: _Instruments | None = None
@@ -156,18 +175,18 @@ def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def get_tracer(tracer_provider: TracerProvider | None = None) -> Tracer:
-    """agent_core's tracer, from `tracer_provider` or the global provider."""
+def get_tracer(tracer_provider: TracerProvider | None = None, name: str = INSTRUMENTATION_NAME) -> Tracer:
+    """agent_core's tracer (or `name`'s), from `tracer_provider` or the global provider."""
     from opentelemetry import trace
 
-    return trace.get_tracer(INSTRUMENTATION_NAME, INSTRUMENTATION_VERSION, tracer_provider=tracer_provider)
+    return trace.get_tracer(name, INSTRUMENTATION_VERSION, tracer_provider=tracer_provider)
 
 
-def get_meter(meter_provider: MeterProvider | None = None) -> Meter:
-    """agent_core's meter, from `meter_provider` or the global provider."""
+def get_meter(meter_provider: MeterProvider | None = None, name: str = INSTRUMENTATION_NAME) -> Meter:
+    """agent_core's meter (or `name`'s), from `meter_provider` or the global provider."""
     from opentelemetry import metrics
 
-    return metrics.get_meter(INSTRUMENTATION_NAME, INSTRUMENTATION_VERSION, meter_provider=meter_provider)
+    return metrics.get_meter(name, INSTRUMENTATION_VERSION, meter_provider=meter_provider)
 
 
 def enable_instrumentation(
@@ -197,6 +216,8 @@ def enable_instrumentation(
             description="Number of input and output tokens used",
             explicit_bucket_boundaries_advisory=[float(b) for b in TOKEN_USAGE_BUCKETS],
         ),
+        meter_provider=meter_provider,
+        tracer_provider=tracer_provider,
     )
     OBSERVABILITY_SETTINGS.enable_sensitive_data = (
         _env_flag("ENABLE_SENSITIVE_DATA") if enable_sensitive_data is None else enable_sensitive_data

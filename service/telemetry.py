@@ -13,11 +13,13 @@ With none of them nothing is configured and agent_core's instrumentation stays o
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from agent_core import observability
 from agent_core.exceptions import ConfigurationError
@@ -34,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 SERVICE_NAME = "agent-core-functions"
 METER_NAME = "agent_core.service"
+TRACER_NAME = "agent_core.service"
 
 AUTHENTICATION_STRING = "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"
 
@@ -255,3 +258,112 @@ class ServiceMetrics:
         if expired:
             self.active_sessions.add(-expired)
         self.sweep_duration.record(duration_seconds)
+
+
+_metrics: tuple[Meter, ServiceMetrics] | None = None
+
+
+def metrics() -> ServiceMetrics | None:
+    """The service's instruments on the provider instrumentation is enabled with; None while it is off."""
+    global _metrics
+    meter = observability.active_meter(METER_NAME)
+    if meter is None:
+        return None
+    if _metrics is None or _metrics[0] is not meter:
+        _metrics = (meter, ServiceMetrics(meter))
+    return _metrics[1]
+
+
+# --- spans ------------------------------------------------------------------------------------------------
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def traced(name: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+    """Give an async function (a store call) a span of its own, a child of the current one; while
+    instrumentation is off the call goes straight through."""
+
+    def decorate(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        @functools.wraps(fn)
+        async def call(*args: P.args, **kwargs: P.kwargs) -> R:
+            tracer = observability.active_tracer(TRACER_NAME)
+            if tracer is None:
+                return await fn(*args, **kwargs)
+            with tracer.start_as_current_span(name):
+                return await fn(*args, **kwargs)
+
+        return call
+
+    return decorate
+
+
+def _route(path: str, params: Mapping[str, Any]) -> str:
+    """The route template of a request path (`/api/agents/shopping/sessions/s1` -> `/api/agents/{agent}/...`)."""
+    parts = path.split("/")
+    names = {str(v): k for k, v in params.items()}
+    return "/".join(f"{{{names[p]}}}" if p in names else p for p in parts)
+
+
+@contextmanager
+def request_span(method: str, path: str, params: Mapping[str, Any], headers: Mapping[str, str]) -> Iterator[Any]:
+    """A SERVER span for one HTTP request, a child of the caller's trace (`traceparent`, which the Functions
+    host passes on); current for the handler, so the turn's spans (and a streamed turn's task) are its
+    children. Yields the span (None while instrumentation is off)."""
+    tracer = observability.active_tracer(TRACER_NAME)
+    if tracer is None:
+        yield None
+        return
+    from opentelemetry import propagate
+    from opentelemetry.trace import SpanKind
+
+    route = _route(path, params)
+    attributes: dict[str, Any] = {"http.request.method": method, "http.route": route, "url.path": path}
+    if "session_id" in params:
+        attributes[observability.OtelAttr.CONVERSATION_ID] = str(params["session_id"])
+    if "agent" in params:
+        attributes[observability.OtelAttr.AGENT_NAME] = str(params["agent"])
+    parent = propagate.extract(dict(headers))
+    with tracer.start_as_current_span(
+        f"{method} {route}", context=parent, kind=SpanKind.SERVER, attributes=attributes
+    ) as span:
+        yield span
+
+
+def record_response(span: Any, status: int, agent: str | None, error: Exception | None = None) -> None:
+    """The response's status on the request span (5xx marks it failed; 4xx is the client's, per HTTP semconv),
+    the error's type if one was answered, and a 409 in `agent.conflicts`."""
+    if span is None:
+        return
+    from opentelemetry.trace import Status, StatusCode
+
+    span.set_attribute("http.response.status_code", status)
+    if error is not None:
+        span.set_attribute(observability.OtelAttr.ERROR_TYPE, type(error).__name__)
+        span.record_exception(error)
+    if status >= 500:
+        span.set_status(Status(StatusCode.ERROR))
+    if status == 409 and (service_metrics := metrics()) is not None:
+        service_metrics.conflict(agent or "", type(error).__name__ if error else "conflict")
+
+
+@contextmanager
+def operation_span(name: str) -> Iterator[Any]:
+    """An INTERNAL span current for the block (the sweep); None while instrumentation is off."""
+    tracer = observability.active_tracer(TRACER_NAME)
+    if tracer is None:
+        yield None
+        return
+    with tracer.start_as_current_span(name) as span:
+        yield span
+
+
+def record_sweep(span: Any, result: Any, duration_seconds: float) -> None:
+    """A sweep's counts on its span and in the sweep metrics (`result`: an expiry.SweepResult)."""
+    if span is None:
+        return
+    counts = {k: getattr(result, k) for k in ("expired", "refiled", "orphans", "skipped")}
+    for key, value in counts.items():
+        span.set_attribute(f"agent.sweep.{key}", value)
+    if (service_metrics := metrics()) is not None:
+        service_metrics.sweep(**counts, duration_seconds=duration_seconds)

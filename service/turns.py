@@ -28,6 +28,7 @@ from agent_core.messages import Message
 from agent_core.providers import BaseHistoryProvider, InMemoryHistoryProvider
 from agent_core.sessions import AgentSession, service_id_text
 
+from . import telemetry
 from .ownership import conversation_metadata
 from .runtime import AgentSpec, Runtime
 from .storage import SessionConflictError, SessionFullError, StoredSession, StoreError, partition_key
@@ -118,7 +119,22 @@ async def turn(runtime: Runtime, spec: AgentSpec, request: TurnRequest) -> Async
     """Load the session, take its lease, run the agent and commit the turn; every failure leaves the
     session as it was (and frees the lease). Yields the run's updates when `request.stream` is set, and
     always ends with the result: the committed turn, or the stored one for a repeated Idempotency-Key.
+    With telemetry on, each turn counts in `agent.turns` (completed or failed) and `agent.session.size`.
     """
+    metrics = telemetry.metrics()
+    try:
+        async for event in _turn(runtime, spec, request):
+            if metrics is not None and event.result is not None:
+                metrics.turn(spec.name, "completed")
+                metrics.session_size(spec.name, event.result.session.size_bytes)
+            yield event
+    except Exception:
+        if metrics is not None:
+            metrics.turn(spec.name, "failed")
+        raise
+
+
+async def _turn(runtime: Runtime, spec: AgentSpec, request: TurnRequest) -> AsyncIterator[TurnEvent]:
     wait = runtime.settings.enqueue_wait_seconds if request.if_busy == "enqueue" else 0.0
     deadline = time.monotonic() + wait
     async with _local_turn(partition_key(request.owner, spec.name, request.session_id), request, deadline):

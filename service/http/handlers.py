@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -19,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from agent_core.exceptions import ConfigurationError
 from agent_core.sessions import new_session_id
 
+from .. import telemetry
 from ..expiry import SweepResult, sweep
 from ..ownership import check_attachable
 from ..playground import agents_view, playground_response
@@ -61,15 +63,20 @@ def handler(*methods: str, anonymous: bool = False) -> Callable[[Handler], Route
         async def route(api: HttpApi, request: Request) -> Response:
             if request.method not in methods:
                 return method_not_allowed(request, methods)
-            try:
-                return await fn(api, await api.runtime.get(), request)
-            except ConfigurationError as exc:
-                if not anonymous:
-                    return to_http_error(exc).response()
-                logger.error("the app is not configured: %s", exc)
-                return HttpError(503, "Service Unavailable", "the app is not configured; see its logs").response()
-            except Exception as exc:
-                return to_http_error(exc).response()
+            with telemetry.request_span(request.method, request.url.path, request.path_params, request.headers) as span:
+                try:
+                    response = await fn(api, await api.runtime.get(), request)
+                except Exception as exc:
+                    if isinstance(exc, ConfigurationError) and anonymous:
+                        logger.error("the app is not configured: %s", exc)
+                        error = HttpError(503, "Service Unavailable", "the app is not configured; see its logs")
+                        response = error.response()
+                    else:
+                        response = to_http_error(exc).response()
+                    telemetry.record_response(span, response.status_code, request.path_params.get("agent"), exc)
+                    return response
+                telemetry.record_response(span, response.status_code, request.path_params.get("agent"))
+                return response
 
         return route
 
@@ -133,6 +140,8 @@ class HttpApi:
             if await runtime.store.delete_header(stored):  # a session that cannot be listed is not left behind
                 await self._finish_delete(runtime, stored)
             raise
+        if (metrics := telemetry.metrics()) is not None:
+            metrics.session_created()
         location = f"{request.url.path.rstrip('/')}/{stored.session_id}"
         listed = Listed(stored, body.title, dict(body.metadata))
         return JSONResponse(listed_view(listed), status_code=201, headers={"Location": location})
@@ -161,6 +170,8 @@ class HttpApi:
             await catalog.remove(stored)
         except StoreError as exc:  # the list drops rows whose session is gone, so this only costs a later read
             logger.warning("could not unlist deleted session %s: %s", stored.session_id, exc)
+        if (metrics := telemetry.metrics()) is not None:
+            metrics.session_deleted()
         await self._finish_delete(runtime, stored)
         return Response(status_code=204)
 
@@ -251,9 +262,13 @@ class HttpApi:
     # timer
     async def sweep(self) -> SweepResult:
         runtime = await self.runtime.get()
-        return await sweep(
-            runtime.store, client=runtime.client, delete_conversations=runtime.settings.delete_service_conversations
-        )
+        with telemetry.operation_span("expiry.sweep") as span:
+            started = time.perf_counter()
+            result = await sweep(
+                runtime.store, client=runtime.client, delete_conversations=runtime.settings.delete_service_conversations
+            )
+            telemetry.record_sweep(span, result, time.perf_counter() - started)
+        return result
 
     async def close(self) -> None:
         """Finish background turns, then close the runtime's clients (dev server shutdown, tests)."""

@@ -23,6 +23,7 @@ from azure.data.tables.aio import TableClient
 
 from agent_core.messages import Message
 
+from ..telemetry import traced
 from .errors import (
     SessionConflictError,
     SessionExistsError,
@@ -149,6 +150,7 @@ class TableSessionStore:
 
     # -- sessions --
 
+    @traced("store.create")
     async def create(
         self,
         *,
@@ -203,6 +205,7 @@ class TableSessionStore:
                 raise exists from None
         return str(result.get("etag", ""))
 
+    @traced("store.load")
     async def load(
         self,
         owner: str,
@@ -264,6 +267,7 @@ class TableSessionStore:
 
     # -- the turn lease --
 
+    @traced("store.claim")
     async def claim(
         self, session: StoredSession, lease_id: str, *, key_hash: str = "", fingerprint: str = "", now: datetime
     ) -> StoredSession:
@@ -295,6 +299,7 @@ class TableSessionStore:
         leased.etag = str(result.get("etag", ""))
         return leased
 
+    @traced("store.release")
     async def release(self, leased: StoredSession, *, full: bool = False) -> None:
         """Give the lease back without a turn (the turn failed; `full`: because the session is at its size
         limit, so that later turns are refused before any work). Best effort: an unreleased lease expires."""
@@ -317,6 +322,7 @@ class TableSessionStore:
         except StoreError:
             return None
 
+    @traced("store.commit_turn")
     async def commit_turn(
         self,
         updated: StoredSession,
@@ -399,6 +405,7 @@ class TableSessionStore:
             raise
         return committed
 
+    @traced("store.list_messages")
     async def list_messages(
         self, owner: str, agent: str, session_id: str, *, after: int = 0, limit: int = 50
     ) -> tuple[StoredSession, list[Message], int | None]:
@@ -410,6 +417,7 @@ class TableSessionStore:
 
     # -- deletion and expiry --
 
+    @traced("store.delete")
     async def delete(self, session: StoredSession) -> bool:
         """Delete the header (conditioned on the ETag read), then the rows. False if it changed or went meanwhile."""
         if not await self.delete_header(session):
@@ -417,6 +425,7 @@ class TableSessionStore:
         await self.delete_rows(session.pk, session.inc)
         return True
 
+    @traced("store.delete_header")
     async def delete_header(self, session: StoredSession) -> bool:
         """Delete the header, conditioned on the ETag read: the session is gone once this returns True. False
         when it changed (a turn renewed or leased it) or another deleter got there first."""
@@ -434,6 +443,7 @@ class TableSessionStore:
             return False
         return True
 
+    @traced("store.delete_rows")
     async def delete_rows(self, pk: str, inc: str) -> int:
         """Delete one incarnation's turn rows and idempotency records, 100 per transaction. Idempotent."""
         (t_low, t_high), (k_low, k_high) = turn_range(inc), key_range()
@@ -455,6 +465,7 @@ class TableSessionStore:
                             await self.table.delete_entity(key["PartitionKey"], key["RowKey"])
         return len(keys)
 
+    @traced("store.schedule_cleanup")
     async def schedule_cleanup(self, session: StoredSession, *, conversation: str | None, now: datetime) -> None:
         """Record for the sweep what a delete could not finish: an index row due now for the session's
         incarnation (the sweep removes what is left of it), naming the service conversation to delete."""
@@ -469,6 +480,7 @@ class TableSessionStore:
         except SessionNotFoundError:  # the table itself is missing
             await self.ensure_table()
 
+    @traced("store.get_header")
     async def get_header(self, pk: str) -> StoredSession | None:
         with storage_errors(f"header of {pk!r}"):
             try:
@@ -484,6 +496,7 @@ class TableSessionStore:
             async for row in self.table.query_entities(query, parameters=params):
                 yield row
 
+    @traced("store.refile")
     async def refile(self, row: Mapping[str, Any], pk: str, inc: str, expires_at: datetime) -> bool:
         """Move an index row to the bucket of the session's current deadline; False if another sweep did."""
         target = index_entity(pk, inc, expires_at)
@@ -493,6 +506,7 @@ class TableSessionStore:
             await self.table.upsert_entity(target)
         return await self.delete_index_row(row)
 
+    @traced("store.delete_index_row")
     async def delete_index_row(self, row: Mapping[str, Any]) -> bool:
         """Delete an index row; False when it was already gone (another sweep took it)."""
         key = {"PartitionKey": str(row["PartitionKey"]), "RowKey": str(row["RowKey"])}
