@@ -16,6 +16,17 @@ from .exceptions import (
     StructuredOutputError,
 )
 from .messages import Content, Message
+from .middleware import (
+    AgentContext,
+    AgentMiddleware,
+    ChatContext,
+    ChatMiddleware,
+    FunctionMiddleware,
+    MiddlewareTermination,
+    agent_middleware,
+    chat_middleware,
+    function_middleware,
+)
 from .model_api import UsageDetails
 from .model_client import ResponsesClient
 from .providers import (
@@ -33,22 +44,28 @@ from .tools import FunctionInvocationContext, FunctionTool, tool
 
 __all__ = [
     "Agent",
+    "AgentContext",
     "AgentCoreError",
     "AgentInputError",
+    "AgentMiddleware",
     "AgentResponse",
     "AgentResponseUpdate",
     "AgentSession",
     "ApprovalError",
     "BaseContextProvider",
     "BaseHistoryProvider",
+    "ChatContext",
+    "ChatMiddleware",
     "ConfigurationError",
     "Content",
     "ContextProvider",
     "FunctionInvocationContext",
+    "FunctionMiddleware",
     "FunctionTool",
     "HistoryProvider",
     "InMemoryHistoryProvider",
     "Message",
+    "MiddlewareTermination",
     "ModelAuthenticationError",
     "ModelBadRequestError",
     "ModelError",
@@ -62,6 +79,9 @@ __all__ = [
     "StructuredOutputError",
     "SupportsAgentRun",
     "UsageDetails",
+    "agent_middleware",
+    "chat_middleware",
+    "function_middleware",
     "register_state_type",
     "tool",
 ]

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import aclosing
 from typing import Any, Literal, overload
 
-from . import approvals
+from . import approvals, observability
 from .compaction import (
     HISTORY_START_KEY,
     ClientSummarizer,
@@ -16,9 +16,10 @@ from .compaction import (
     check_strategy,
     is_context_length_exceeded,
 )
-from .exceptions import AgentInputError, ModelBadRequestError
+from .exceptions import AgentCoreError, AgentInputError, ModelBadRequestError
 from .items import to_input_items
 from .messages import Content, Message, to_messages
+from .middleware import AgentContext, ChatContext, Middleware, MiddlewareSet, run_chain, stream_chain
 from .model_api import (
     FunctionCallEvent,
     InputItem,
@@ -35,7 +36,7 @@ from .providers import ContextProvider, HistoryProvider, InMemoryHistoryProvider
 from .results import AgentResponse, AgentResponseUpdate
 from .sessions import AgentSession, ServiceSessionId, service_id_text, snapshot_state
 from .structured import parse_value
-from .tools import FunctionTool, ToolLike, ToolRun, as_tools, invoke_tool_calls
+from .tools import ApprovalMode, FunctionTool, ToolLike, ToolRun, as_tools, invoke_tool_calls
 
 __all__ = ["DEFAULT_MAX_TOOL_ITERATIONS", "Agent", "AgentResponse", "AgentResponseUpdate", "ResponseStream"]
 
@@ -52,7 +53,7 @@ RunInput = str | Message | Sequence[str | Message] | None
 class ResponseStream:
     """The async iterator `run(..., stream=True)` returns; the session is updated once it is fully consumed."""
 
-    def __init__(self, run: _Run) -> None:
+    def __init__(self, run: _Run | _MiddlewareRun) -> None:
         self._run = run
         self._updates = run.execute(stream=True)
 
@@ -90,6 +91,7 @@ class Agent:
         default_options: Mapping[str, Any] | None = None,
         context_providers: Sequence[ContextProvider] | ContextProvider | None = None,
         max_tool_iterations: int = DEFAULT_MAX_TOOL_ITERATIONS,
+        middleware: Sequence[Middleware] | Middleware | None = None,
         additional_properties: Mapping[str, Any] | None = None,
         compaction_strategy: CompactionStrategy | None = None,
         **unsupported: Any,
@@ -108,6 +110,7 @@ class Agent:
             context_providers = [context_providers]
         self.context_providers: list[ContextProvider] = list(context_providers or [])
         self.max_tool_iterations = max_tool_iterations
+        self.middleware = MiddlewareSet.of(middleware)  # agent_core/middleware.py: run, model-call and tool-call hooks
         self.additional_properties: dict[str, Any] = dict(additional_properties or {})
 
     def __repr__(self) -> str:
@@ -145,6 +148,7 @@ class Agent:
         options: Mapping[str, Any] | None = None,
         function_invocation_kwargs: Mapping[str, Any] | None = None,
         compaction_strategy: CompactionStrategy | None = None,
+        middleware: Sequence[Middleware] | Middleware | None = None,
         **kwargs: Any,
     ) -> Coroutine[Any, Any, AgentResponse]: ...
 
@@ -159,6 +163,7 @@ class Agent:
         options: Mapping[str, Any] | None = None,
         function_invocation_kwargs: Mapping[str, Any] | None = None,
         compaction_strategy: CompactionStrategy | None = None,
+        middleware: Sequence[Middleware] | Middleware | None = None,
         **kwargs: Any,
     ) -> ResponseStream: ...
 
@@ -172,6 +177,7 @@ class Agent:
         options: Mapping[str, Any] | None = None,
         function_invocation_kwargs: Mapping[str, Any] | None = None,
         compaction_strategy: CompactionStrategy | None = None,
+        middleware: Sequence[Middleware] | Middleware | None = None,
         **kwargs: Any,
     ) -> Coroutine[Any, Any, AgentResponse] | ResponseStream:
         """Run one turn. Await it for an `AgentResponse`, or pass `stream=True` and iterate `AgentResponseUpdate`s.
@@ -180,26 +186,118 @@ class Agent:
         added for this run. Extra keyword arguments (e.g. `user_id=`) reach providers in `context.options` and
         tools in `FunctionInvocationContext.kwargs`, with `function_invocation_kwargs`; an extra keyword that is
         an option name acts as that option. `compaction_strategy` replaces the agent's for this run (see
-        agent_core/compaction.py). Agent Framework's `middleware`, `tokenizer` and `client_kwargs` raise
-        `AgentInputError`. On any failure the session is left exactly as it was.
+        agent_core/compaction.py); `middleware` runs after the agent's (agent_core/middleware.py). Agent
+        Framework's `tokenizer` and `client_kwargs` raise `AgentInputError`. On any failure the session is left
+        exactly as it was.
         """
         _refuse({k: kwargs.pop(k) for k in list(kwargs) if k in _UNSUPPORTED_RUN_ARGS}, "run()")
-        run = _Run(
-            self,
-            messages,
-            session,
-            options=merge_options(self.default_options, {**(options or {}), **_option_kwargs(kwargs)}),
-            provider_kwargs=kwargs,
-            run_tools=as_tools(tools),
-            tool_kwargs={**kwargs, **(function_invocation_kwargs or {})},
-            compaction_strategy=check_strategy(compaction_strategy),
-        )
+        chain = self.middleware + MiddlewareSet.of(middleware)
+        run_tools = as_tools(tools)
+        tool_kwargs = {**kwargs, **(function_invocation_kwargs or {})}
+        strategy = check_strategy(compaction_strategy)
+
+        def make(messages: RunInput, session: AgentSession | None, options: dict[str, Any]) -> _Run:
+            return _Run(
+                self,
+                messages,
+                session,
+                options=options,
+                provider_kwargs=kwargs,
+                run_tools=run_tools,
+                tool_kwargs=tool_kwargs,
+                middleware=chain,
+                compaction_strategy=strategy,
+            )
+
+        merged = merge_options(self.default_options, {**(options or {}), **_option_kwargs(kwargs)})
+        run: _Run | _MiddlewareRun
+        if chain.agent:
+            context = AgentContext(self, to_messages(messages), session, dict(merged), stream, kwargs=dict(kwargs))
+            run = _MiddlewareRun(chain, context, make)
+        else:
+            run = make(messages, session, merged)
         if stream:
             return ResponseStream(run)
         return run.complete()
 
+    def as_tool(
+        self,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        arg_name: str = "task",
+        arg_description: str | None = None,
+        approval_mode: ApprovalMode = "never_require",
+        propagate_session: bool = False,
+    ) -> FunctionTool:
+        """This agent as another agent's tool (agent_core/agent_tool.py): the model passes `arg_name` and gets
+        the agent's reply; its token usage counts toward the calling run. `propagate_session=False` gives each
+        call a fresh session; `True` keeps the sub-agent's own conversation in the caller's session."""
+        from .agent_tool import AgentTool
 
-_UNSUPPORTED_RUN_ARGS = frozenset({"middleware", "tokenizer", "client_kwargs"})
+        return AgentTool(
+            self,
+            name=name,
+            description=description,
+            arg_name=arg_name,
+            arg_description=arg_description,
+            approval_mode=approval_mode,
+            propagate_session=propagate_session,
+        )
+
+
+_UNSUPPORTED_RUN_ARGS = frozenset({"tokenizer", "client_kwargs"})
+
+
+class _MiddlewareRun:
+    """A run through agent middleware. The chain wraps the run (`call_next()` builds and executes it from the
+    context's messages, session and options, which middleware may have changed); the session is updated only
+    once the whole chain has succeeded, so a middleware failing after `call_next()` leaves it as it was."""
+
+    def __init__(
+        self,
+        chain: MiddlewareSet,
+        context: AgentContext,
+        make: Callable[[RunInput, AgentSession | None, dict[str, Any]], _Run],
+    ) -> None:
+        self.chain = chain
+        self.context = context
+        self.make = make
+        self.run: _Run | None = None
+        self.response: AgentResponse | None = None
+
+    def _inner(self) -> AsyncIterator[AgentResponseUpdate]:
+        context = self.context
+        self.run = self.make(context.messages, context.session, context.options)
+        self.run.defer_commit = True
+        return self.run.execute(stream=context.stream)
+
+    async def _done(self) -> None:
+        assert self.run is not None
+        self.context.result = self.run.response
+
+    def _finish(self) -> AgentResponse:
+        result = self.context.result
+        if result is None:
+            raise AgentCoreError("agent middleware returned without calling call_next() or setting context.result")
+        if self.run is not None and self.run.response is not None:
+            self.run.commit()
+        self.response = result
+        return result
+
+    async def complete(self) -> AgentResponse:
+        async def final() -> None:
+            async for _ in self._inner():
+                pass
+            await self._done()
+
+        await run_chain(self.chain.agent, self.context, final)
+        return self._finish()
+
+    async def execute(self, *, stream: bool) -> AsyncGenerator[AgentResponseUpdate, None]:
+        async for update in stream_chain(self.chain.agent, self.context, self._inner, on_done=self._done):
+            yield update
+        self._finish()
 
 
 def _refuse(arguments: Mapping[str, Any], where: str) -> None:
@@ -254,10 +352,14 @@ class _Run:
         provider_kwargs: dict[str, Any],
         run_tools: list[FunctionTool],
         tool_kwargs: dict[str, Any],
+        middleware: MiddlewareSet | None = None,
         compaction_strategy: CompactionStrategy | None = None,
     ):
         self.agent = agent
         self.session = session
+        self.middleware = middleware or MiddlewareSet()
+        self.defer_commit = False  # agent middleware commits once its chain has succeeded
+        self.operation = observability.NO_OP  # the run's `invoke_agent` span while instrumentation is on
         self.options = {**options, **provider_kwargs}  # what providers see in context.options
         resolved = resolve_options(options)
         self.run_options = resolved
@@ -304,6 +406,43 @@ class _Run:
         the session's only after every step succeeded, so a failed or abandoned run changes nothing."""
         session = self.session
         self.decisions.check(self.work_state)
+        self.operation = self._agent_operation()
+        with self.operation:
+            async for update in self._execute(session, stream=stream):
+                yield update
+            self.operation.set_response(
+                response_id=self.response_id,
+                input_tokens=self.usage.input_token_count,
+                output_tokens=self.usage.output_token_count,
+            )
+        if not self.defer_commit:
+            self.commit()
+
+    def _agent_operation(self) -> observability.Operation:
+        client = self.agent.client
+        operation = observability.agent_operation(
+            agent_name=self.agent.name,
+            agent_id=self.agent.id,
+            description=self.agent.description,
+            conversation_id=self.session.session_id if self.session else None,
+            model=getattr(client, "model", None),
+            provider_name=getattr(client, "otel_provider_name", None),
+        )
+        operation.capture_input(self.inputs, self.agent.instructions)
+        return operation
+
+    def commit(self) -> None:
+        """The run succeeded: its working state becomes the session's."""
+        session, response = self.session, self.response
+        assert response is not None
+        if session is not None:
+            session.state = self.work_state
+            if self.service_mode:
+                session.service_session_id = response.conversation_id or response.response_id
+
+    async def _execute(
+        self, session: AgentSession | None, *, stream: bool
+    ) -> AsyncGenerator[AgentResponseUpdate, None]:
         context = SessionContext(
             session_id=session.session_id if session else None,
             service_session_id=self.service_id,
@@ -321,10 +460,7 @@ class _Run:
         approvals.record(self.work_state, self.response.approval_requests, self.auto_calls)
         for provider in reversed(providers):
             await provider.after_run(agent=self.agent, session=session, context=context, state=self._state(provider))
-        if session is not None:
-            session.state = self.work_state
-            if self.service_mode:
-                session.service_session_id = self.response.conversation_id or self.response.response_id
+        self.operation.capture_output(self.response.messages)
 
     def _response(self, messages: list[Message]) -> AgentResponse:
         """The run's result; with a `response_format`, its `value` is the validated reply (or the run fails here,
@@ -454,6 +590,78 @@ class _Run:
             store=self.service_mode,
             options=self.final_args if last else self.model_args,
         )
+        chat = self._chat_operation(request)
+        with chat:
+            source = self._chat_through_middleware if self.middleware.chat else self._model_events
+            async for update in source(request, stream=stream):
+                yield update
+            turn = self.turn
+            assert turn is not None
+            chat.set_response(
+                response_id=turn.response_id,
+                conversation_id=None,
+                input_tokens=turn.usage.input_token_count,
+                output_tokens=turn.usage.output_token_count,
+                finish_reasons=[turn.finish_reason] if turn.finish_reason else None,
+            )
+            chat.capture_output([turn.message])
+        self.usage = self.usage + turn.usage
+        self.response_id = turn.response_id
+        self.conversation_id = turn.conversation_id or self.conversation_id
+        if self.service_mode:
+            self.previous_id = None if self.conversation_id else self.response_id
+
+    def _chat_operation(self, request: ModelRequest) -> observability.Operation:
+        client = self.agent.client
+        base_url = getattr(getattr(client, "client", None), "base_url", None)
+        chat = observability.chat_operation(
+            model=getattr(client, "model", None),
+            provider_name=getattr(client, "otel_provider_name", None),
+            conversation_id=self.session.session_id if self.session else None,
+            agent_name=self.agent.name,
+            server_address=getattr(base_url, "host", None),
+            server_port=getattr(base_url, "port", None),
+            options=request.options,
+            parent=self.operation,
+        )
+        chat.capture_input(self.inputs, request.instructions)
+        return chat
+
+    async def _chat_through_middleware(
+        self, request: ModelRequest, *, stream: bool
+    ) -> AsyncGenerator[AgentResponseUpdate, None]:
+        """The model call inside the chat middleware chain; a middleware may answer instead (a str or a ModelTurn)."""
+        context = ChatContext(self.agent.client, request, stream=stream, session=self.session)
+        self.turn = None
+
+        def inner() -> AsyncIterator[AgentResponseUpdate]:
+            return self._model_events(context.request, stream=stream)
+
+        async def done() -> None:
+            context.result = self.turn
+
+        if stream:
+            async for update in stream_chain(self.middleware.chat, context, inner, on_done=done):
+                yield update
+        else:
+
+            async def final() -> None:
+                async for _ in inner():
+                    pass
+                await done()
+
+            await run_chain(self.middleware.chat, context, final)
+        result: Any = context.result
+        if isinstance(result, str):
+            result = ModelTurn(Message("assistant", [Content.from_text(result)]), None, None, UsageDetails())
+        if not isinstance(result, ModelTurn):
+            raise AgentCoreError("chat middleware returned without calling call_next() or setting a ModelTurn or str")
+        if stream and result is not self.turn:
+            yield AgentResponseUpdate(contents=result.message.contents)  # the stream shows the answer given instead
+        self.turn = result
+
+    async def _model_events(self, request: ModelRequest, *, stream: bool) -> AsyncGenerator[AgentResponseUpdate, None]:
+        """The model call itself; a streamed one yields text and tool calls as they arrive. Sets `self.turn`."""
         client = self.agent.client
         turn: ModelTurn | None = None
         if stream:
@@ -473,18 +681,24 @@ class _Run:
         if self.agent.name and turn.message.role == "assistant":
             turn.message = turn.message.model_copy(update={"author_name": self.agent.name})
         self.turn = turn
-        self.usage = self.usage + turn.usage
-        self.response_id = turn.response_id
-        self.conversation_id = turn.conversation_id or self.conversation_id
-        if self.service_mode:
-            self.previous_id = None if self.conversation_id else self.response_id
 
     def _tool_run(self) -> ToolRun:
         """What tools with a FunctionInvocationContext parameter see: the session (its state is the run's working
         copy, kept if the run succeeds) and the run's keyword arguments."""
         session = self.session
         view = AgentSession(session.session_id, session.service_session_id, self.work_state) if session else None
-        return ToolRun(session=view, kwargs=self.tool_kwargs)
+        return ToolRun(
+            session=view,
+            kwargs=self.tool_kwargs,
+            middleware=self.middleware.function,
+            operation=self.operation if self.operation.recording else None,
+            conversation_id=self.session.session_id if self.session else None,
+            add_usage=self._add_usage,
+        )
+
+    def _add_usage(self, usage: UsageDetails) -> None:
+        """Tokens spent for this run by its tools (agents as tools)."""
+        self.usage = self.usage + usage
 
     def _gate(self, message: Message, calls: list[Content]) -> tuple[Message, list[Content]]:
         """Calls that need approval become approval requests on the message; the batch's others wait with them."""

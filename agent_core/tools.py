@@ -12,7 +12,9 @@ from typing import Annotated, Any, Literal, TypedDict, Unpack, get_args, get_ori
 from pydantic import BaseModel, Field, ValidationError, create_model
 from pydantic.fields import FieldInfo
 
+from . import observability
 from .messages import Content
+from .observability import Operation
 from .sessions import AgentSession
 
 ApprovalMode = Literal["never_require", "always_require"]
@@ -29,14 +31,19 @@ class FunctionInvocationContext:
     session: AgentSession | None = None
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+    result: Any = None  # function middleware: the tool's result after `call_next()`, or one set instead
 
 
 @dataclass
 class ToolRun:
-    """The run a batch of tool calls belongs to (for `FunctionInvocationContext`)."""
+    """The run a batch of tool calls belongs to (for `FunctionInvocationContext`, function middleware, tracing)."""
 
     session: AgentSession | None = None
     kwargs: Mapping[str, Any] = field(default_factory=dict)
+    middleware: Sequence[Any] = ()  # the run's function middleware (agent_core.middleware), outermost first
+    operation: Operation | None = None  # the run's telemetry span, parent of each tool call's
+    conversation_id: str | None = None
+    add_usage: Callable[[Any], None] | None = None  # token usage of work done for the run (agents as tools)
 
 
 class FunctionTool:
@@ -216,15 +223,46 @@ async def invoke_tool_call(call: Content, tools: dict[str, FunctionTool], run: T
         result = f"Error: {tool_.name} failed {tool_.invocation_exception_count} times and is disabled."
     else:
         tool_.invocation_count += 1
-        try:
-            result = await tool_.invoke(call.arguments or "{}", run=run)
-        except (ValidationError, ValueError) as exc:
-            tool_.invocation_exception_count += 1
-            result = f"Error: invalid arguments for {tool_.name}: {exc}"
-        except Exception as exc:
-            tool_.invocation_exception_count += 1
-            result = f"Error: {tool_.name} failed: {type(exc).__name__}: {exc}"
+        result = await _invoke(tool_, call, run or ToolRun())
     return Content.from_function_result(call.call_id, result, name=call.name)
+
+
+async def _invoke(tool_: FunctionTool, call: Content, run: ToolRun) -> str:
+    """The call through the run's function middleware, in an `execute_tool` span. The tool's own failure becomes
+    an error result; a middleware's exception fails the run."""
+    failure: Exception | None = None
+
+    async def execute(arguments: str | Mapping[str, Any]) -> str:
+        nonlocal failure
+        try:
+            return await tool_.invoke(arguments, run=run)
+        except (ValidationError, ValueError) as exc:
+            failure = exc
+            tool_.invocation_exception_count += 1
+            return f"Error: invalid arguments for {tool_.name}: {exc}"
+        except Exception as exc:
+            failure = exc
+            tool_.invocation_exception_count += 1
+            return f"Error: {tool_.name} failed: {type(exc).__name__}: {exc}"
+
+    op = observability.tool_operation(
+        tool_name=tool_.name,
+        call_id=call.call_id,
+        description=tool_.description,
+        conversation_id=run.conversation_id,
+        parent=run.operation,
+    )
+    with op, op.activate():
+        if run.middleware:
+            from .middleware import invoke_through
+
+            result = await invoke_through(run.middleware, tool_, call.arguments or "{}", run, execute)
+        else:
+            result = await execute(call.arguments or "{}")
+        if failure is not None:
+            op.record_error(failure)
+        op.capture_tool_call(call.arguments, result)
+    return result
 
 
 async def invoke_tool_calls(

@@ -12,6 +12,7 @@ from pydantic import SecretStr
 
 from agent_core.agents import Agent
 from agent_core.exceptions import ConfigurationError
+from agent_core.middleware import Middleware
 from agent_core.model_client import ResponsesClient
 from agent_core.providers import BaseContextProvider
 from agent_core.tools import FunctionTool
@@ -28,13 +29,15 @@ ModelKind = Literal["azure", "openai"]
 
 @dataclass(frozen=True)
 class AgentSpec:
-    """An agent the app serves: its route name, prompt and tools. A fresh `Agent` is built per turn."""
+    """An agent the app serves: its route name, prompt, tools and middleware. A fresh `Agent` is built per turn;
+    middleware instances are shared by every turn of the process (keep per-turn data in the context)."""
 
     name: str
     description: str
     instructions: str | Callable[[AppSettings], str]
     tools: Sequence[FunctionTool] = ()
     context_providers: Callable[[], list[BaseContextProvider]] = field(default=list)
+    middleware: Sequence[Middleware] = ()
 
     def build(self, client: ResponsesClient, settings: AppSettings, *extra: BaseContextProvider) -> Agent:
         instructions = self.instructions(settings) if callable(self.instructions) else self.instructions
@@ -45,6 +48,7 @@ class AgentSpec:
             instructions=instructions,
             tools=list(self.tools),
             context_providers=[*self.context_providers(), *extra],
+            middleware=list(self.middleware),
         )
 
 

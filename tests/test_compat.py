@@ -112,10 +112,10 @@ async def test_options_that_cannot_take_effect_raise_before_any_model_call(
 @pytest.mark.parametrize(
     ("call", "error"),
     [
-        (lambda c: Agent(c, middleware=[object()]), r"Agent\(\) does not support 'middleware'"),
+        (lambda c: Agent(c, middleware=[object()]), "is not middleware"),  # type: ignore[list-item]
         (lambda c: Agent(c, default_options={"seed": 3}), "option 'seed'"),
         (lambda c: c.as_agent(tokenizer=object()), "tokenizer"),
-        (lambda c: Agent(c).run("hi", middleware=[object()]), r"run\(\) does not support 'middleware'"),
+        (lambda c: Agent(c).run("hi", middleware=[object()]), "is not middleware"),  # type: ignore[list-item]
         (lambda c: Agent(c).run("hi", client_kwargs={"x": 1}), "client_kwargs"),
     ],
     ids=[

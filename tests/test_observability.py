@@ -512,3 +512,65 @@ def test_azure_monitor_wiring_without_network(receiver: Receiver) -> None:
     assert report["client_id"] == client_id
     assert report["instrumentation"] is True
     assert receiver.requests == []
+
+
+# --- the run loop's spans, against the echo model ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["run", "stream"])
+async def test_a_tool_calling_run_is_traced(telemetry: Telemetry, client: Any, stream: bool) -> None:
+    from agent_core import Agent, tool
+
+    @tool
+    def lookup(query: str) -> str:
+        """Look something up."""
+        return f"found {query}"
+
+    agent = Agent(client, name="shopper", description="shops", tools=[lookup])
+    session = agent.create_session()
+    if stream:
+        response = await agent.run("lookup(socks)", session=session, stream=True).get_final_response()
+    else:
+        response = await agent.run("lookup(socks)", session=session)
+    spans = telemetry.finished()
+    assert [s.name for s in spans] == ["chat echo-1", "execute_tool lookup", "chat echo-1", "invoke_agent shopper"]
+    agent_span = spans[-1]
+    for child in spans[:-1]:
+        assert child.parent is not None
+        assert child.parent.span_id == agent_span.context.span_id
+        assert (child.attributes or {})["gen_ai.conversation.id"] == session.session_id
+    attributes = dict(agent_span.attributes or {})
+    assert attributes["gen_ai.conversation.id"] == session.session_id
+    assert attributes["gen_ai.agent.name"] == "shopper"
+    assert attributes["gen_ai.request.model"] == "echo-1"
+    assert attributes["gen_ai.response.id"] == response.response_id
+    assert attributes["gen_ai.usage.input_tokens"] == response.usage.input_token_count
+    assert attributes["gen_ai.usage.output_tokens"] == response.usage.output_token_count
+    chats: list[dict[str, Any]] = [dict(s.attributes or {}) for s in spans if s.name.startswith("chat")]
+    assert sum(c["gen_ai.usage.input_tokens"] for c in chats) == response.usage.input_token_count
+    assert chats[0]["server.address"] == "127.0.0.1"
+    assert not {k for s in spans for k in (s.attributes or {})} & SENSITIVE_KEYS
+    assert "socks" not in json.dumps([dict(s.attributes or {}) for s in spans])
+
+
+async def test_a_failed_model_call_is_traced(telemetry: Telemetry, client: Any, model: Any) -> None:
+    from agent_core import Agent
+
+    model.fail_next(429, message="slow down")
+    with pytest.raises(ModelRateLimitError):
+        await Agent(client, name="shopper").run("hi")
+    chat, agent_span = telemetry.finished()
+    for span in (chat, agent_span):
+        assert span.status.status_code == StatusCode.ERROR
+        assert (span.attributes or {})["error.type"] == "agent_core.exceptions.ModelRateLimitError"
+
+
+async def test_sub_agent_spans_nest_under_the_tool_call(telemetry: Telemetry, client: Any) -> None:
+    from agent_core import Agent
+
+    expert = Agent(client, name="expert")
+    await Agent(client, name="boss", tools=[expert.as_tool()]).run("expert(hello)")
+    spans = telemetry.by_name()
+    tool_span, inner = spans["execute_tool expert"], spans["invoke_agent expert"]
+    assert inner.parent is not None
+    assert inner.parent.span_id == tool_span.context.span_id
