@@ -14,7 +14,18 @@ from typing import Any
 from . import plot, report
 from .config import FULL, QUICK
 from .context import Context
-from .measures import bytes_written, cold_start, compaction, expiry, framework, lease, memory, throughput, turns
+from .measures import (
+    bytes_written,
+    cold_start,
+    compaction,
+    expiry,
+    framework,
+    lease,
+    memory,
+    telemetry,
+    throughput,
+    turns,
+)
 from .result import Result
 from .services import ROOT, ModelProcess
 
@@ -30,6 +41,7 @@ MEASURES: list[tuple[tuple[int, ...], str, Measure]] = [
     ((8,), "memory", memory.run),
     ((9,), "turn lease", lease.run),
     ((10,), "long conversations with compaction", compaction.run),
+    ((11,), "telemetry CPU overhead", telemetry.run),
 ]
 
 

@@ -363,7 +363,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=7071)
     parser.add_argument("--settings", default="local.settings.json", help="Core Tools settings file (Values)")
     parser.add_argument("--no-timers", action="store_true", help="do not run timer functions on their schedules")
+    parser.add_argument(
+        "--telemetry-console", action="store_true", help="print the app's spans to stdout (AGENT_TELEMETRY_CONSOLE)"
+    )
     args = parser.parse_args(argv)
+    if args.telemetry_console:
+        os.environ["AGENT_TELEMETRY_CONSOLE"] = "true"
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("azure").setLevel(logging.WARNING)  # the Azure SDKs log every request at INFO

@@ -22,7 +22,7 @@ def test_quick_bench_reports_every_target(tmp_path: Path, azurite: Azurite):
 
     document = json.loads((tmp_path / "results.json").read_text())
     results = {r["id"]: r for r in document["results"]}
-    assert sorted(results) == list(range(1, 11))
+    assert sorted(results) == list(range(1, 12))
     for result in results.values():
         assert result["verdict"] in ("MET", "NOT MET", "NOT JUDGED")
         assert not result["measured"].startswith("measure failed"), result["measured"]
@@ -53,8 +53,9 @@ def test_quick_bench_reports_every_target(tmp_path: Path, azurite: Azurite):
         assert lease[mode]["committed_turns"] > 0
         assert lease[mode]["model_calls_per_committed_turn"] == 1.0
     assert results[9]["met"] is True
+    assert all(calls == 1 for calls in results[11]["figures"]["model_calls_per_turn"].values())
 
     table = (tmp_path / "table.txt").read_text()
-    for number in range(1, 11):
+    for number in range(1, 12):
         assert f"\n{number} " in table
     assert "MET" in table

@@ -458,7 +458,7 @@ def receiver() -> Iterator[Receiver]:
         server.server_close()
 
 
-def _child(mode: str, env: dict[str, str]) -> dict[str, Any]:
+def _child_run(mode: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "APPLICATIONINSIGHTS_"))}
     out = subprocess.run(
         [sys.executable, "-m", "tests.telemetry_child", mode],
@@ -469,8 +469,20 @@ def _child(mode: str, env: dict[str, str]) -> dict[str, Any]:
         timeout=120,
     )
     assert out.returncode == 0, out.stderr
-    report: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return out
+
+
+def _child(mode: str, env: dict[str, str]) -> dict[str, Any]:
+    report: dict[str, Any] = json.loads(_child_run(mode, env).stdout.strip().splitlines()[-1])
     return report
+
+
+def test_console_export() -> None:
+    """AGENT_TELEMETRY_CONSOLE=true (the dev server's --telemetry-console) prints the spans to stdout."""
+    out = _child_run("service", {"AGENT_TELEMETRY_CONSOLE": "true"}).stdout
+    for name in ("invoke_agent shopping", "chat echo-1", "execute_tool search_products"):
+        assert f'"name": "{name}"' in out
+    assert '"gen_ai.conversation.id": "sess-1"' in out
 
 
 @pytest.mark.parametrize("mode", ["service", "library"])
