@@ -14,7 +14,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from agent_core import observability
 from service.agents import AGENTS
 
-from .test_http_api import create, say, sse_events
+from .api_client import create, say, sse_events
 from .test_observability import SENSITIVE_KEYS, Telemetry, _providers
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -62,6 +62,7 @@ async def test_span_tree_of_a_tool_calling_turn(http: httpx2.AsyncClient, teleme
     assert set(by_name) == {
         TURN_ROUTE,
         "store.load",
+        "store.claim",
         "invoke_agent shopping",
         "chat echo-1",
         "execute_tool search_products",
@@ -85,6 +86,7 @@ async def test_span_tree_of_a_tool_calling_turn(http: httpx2.AsyncClient, teleme
         return next(s.name for s in spans if s.context.span_id == span.parent.span_id)
 
     assert parent_of("store.load") == TURN_ROUTE
+    assert parent_of("store.claim") == TURN_ROUTE  # the turn's lease
     assert parent_of("invoke_agent shopping") == TURN_ROUTE
     assert parent_of("store.commit_turn") == TURN_ROUTE
     assert parent_of("chat echo-1") == "invoke_agent shopping"
