@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import Field, create_model
 
 from .sessions import AgentSession
 from .tools import ApprovalMode, FunctionTool, ToolRun
-
-if TYPE_CHECKING:
-    from .agents import Agent
 
 STATE_KEY = "agent_tools"
 
@@ -31,7 +28,7 @@ class AgentTool(FunctionTool):
 
     def __init__(
         self,
-        agent: Agent,
+        agent: Any,  # an agent_core Agent; typed loosely because agents.py imports this module
         *,
         name: str | None = None,
         description: str | None = None,
@@ -51,7 +48,7 @@ class AgentTool(FunctionTool):
 
         async def delegate(**kwargs: Any) -> str:
             response = await agent.run(kwargs[arg_name])
-            return response.text
+            return str(response.text)
 
         super().__init__(
             delegate,
@@ -85,4 +82,4 @@ class AgentTool(FunctionTool):
             response = await self.agent.run(task, session=self.agent.create_session())
         if run.add_usage is not None:
             run.add_usage(response.usage)
-        return response.text
+        return str(response.text)

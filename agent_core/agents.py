@@ -8,6 +8,7 @@ from contextlib import aclosing
 from typing import Any, Literal, overload
 
 from . import approvals, observability
+from .agent_tool import AgentTool
 from .compaction import (
     HISTORY_START_KEY,
     ClientSummarizer,
@@ -19,7 +20,15 @@ from .compaction import (
 from .exceptions import AgentCoreError, AgentInputError, ModelBadRequestError
 from .items import to_input_items
 from .messages import Content, Message, to_messages
-from .middleware import AgentContext, ChatContext, Middleware, MiddlewareSet, run_chain, stream_chain
+from .middleware import (
+    AgentContext,
+    ChatContext,
+    Middleware,
+    MiddlewareSet,
+    invoke_through,
+    run_chain,
+    stream_chain,
+)
 from .model_api import (
     FunctionCallEvent,
     InputItem,
@@ -233,8 +242,6 @@ class Agent:
         """This agent as another agent's tool (agent_core/agent_tool.py): the model passes `arg_name` and gets
         the agent's reply; its token usage counts toward the calling run. `propagate_session=False` gives each
         call a fresh session; `True` keeps the sub-agent's own conversation in the caller's session."""
-        from .agent_tool import AgentTool
-
         return AgentTool(
             self,
             name=name,
@@ -691,6 +698,7 @@ class _Run:
             session=view,
             kwargs=self.tool_kwargs,
             middleware=self.middleware.function,
+            through=invoke_through,
             operation=self.operation if self.operation.recording else None,
             conversation_id=self.session.session_id if self.session else None,
             add_usage=self._add_usage,

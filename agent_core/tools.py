@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, TypedDict, Unpack, get_args, get_origin, get_type_hints, overload
 
@@ -41,6 +41,7 @@ class ToolRun:
     session: AgentSession | None = None
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     middleware: Sequence[Any] = ()  # the run's function middleware (agent_core.middleware), outermost first
+    through: Callable[..., Awaitable[str]] | None = None  # how to call through them (middleware.invoke_through)
     operation: Operation | None = None  # the run's telemetry span, parent of each tool call's
     conversation_id: str | None = None
     add_usage: Callable[[Any], None] | None = None  # token usage of work done for the run (agents as tools)
@@ -253,10 +254,8 @@ async def _invoke(tool_: FunctionTool, call: Content, run: ToolRun) -> str:
         parent=run.operation,
     )
     with op, op.activate():
-        if run.middleware:
-            from .middleware import invoke_through
-
-            result = await invoke_through(run.middleware, tool_, call.arguments or "{}", run, execute)
+        if run.middleware and run.through is not None:
+            result = await run.through(run.middleware, tool_, call.arguments or "{}", run, execute)
         else:
             result = await execute(call.arguments or "{}")
         if failure is not None:
