@@ -16,7 +16,7 @@ import logging
 import secrets
 import time
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -115,7 +115,7 @@ class TurnEvent:
     result: TurnResult | None = None
 
 
-async def turn(runtime: Runtime, spec: AgentSpec, request: TurnRequest) -> AsyncIterator[TurnEvent]:
+async def turn(runtime: Runtime, spec: AgentSpec, request: TurnRequest) -> AsyncGenerator[TurnEvent, None]:
     """Load the session, take its lease, run the agent and commit the turn; every failure leaves the
     session as it was (and frees the lease). Yields the run's updates when `request.stream` is set, and
     always ends with the result: the committed turn, or the stored one for a repeated Idempotency-Key.
@@ -123,28 +123,32 @@ async def turn(runtime: Runtime, spec: AgentSpec, request: TurnRequest) -> Async
     """
     metrics = telemetry.metrics()
     try:
-        async for event in _turn(runtime, spec, request):
-            if metrics is not None and event.result is not None:
-                metrics.turn(spec.name, "completed")
-                metrics.session_size(spec.name, event.result.session.size_bytes)
-            yield event
+        async with contextlib.aclosing(_turn(runtime, spec, request)) as events:
+            async for event in events:
+                if metrics is not None and event.result is not None:
+                    metrics.turn(spec.name, "completed")
+                    metrics.session_size(spec.name, event.result.session.size_bytes)
+                yield event
     except Exception:
         if metrics is not None:
             metrics.turn(spec.name, "failed")
         raise
 
 
-async def _turn(runtime: Runtime, spec: AgentSpec, request: TurnRequest) -> AsyncIterator[TurnEvent]:
+async def _turn(runtime: Runtime, spec: AgentSpec, request: TurnRequest) -> AsyncGenerator[TurnEvent, None]:
     wait = runtime.settings.enqueue_wait_seconds if request.if_busy == "enqueue" else 0.0
     deadline = time.monotonic() + wait
-    async with _local_turn(partition_key(request.owner, spec.name, request.session_id), request, deadline):
-        async for event in _leased_turn(runtime, spec, request, deadline):
+    async with (
+        _local_turn(partition_key(request.owner, spec.name, request.session_id), request, deadline),
+        contextlib.aclosing(_leased_turn(runtime, spec, request, deadline)) as events,
+    ):
+        async for event in events:
             yield event
 
 
 async def _leased_turn(
     runtime: Runtime, spec: AgentSpec, request: TurnRequest, deadline: float
-) -> AsyncIterator[TurnEvent]:
+) -> AsyncGenerator[TurnEvent, None]:
     leased = await _acquire(runtime, spec, request, deadline)
     if isinstance(leased, TurnResult):
         if request.stream:
@@ -190,10 +194,12 @@ async def _leased_turn(
 
 
 async def run_turn(runtime: Runtime, spec: AgentSpec, request: TurnRequest) -> TurnResult:
-    """`turn()` to its end: the result."""
-    async for event in turn(runtime, spec, request):
-        if event.result is not None:
-            return event.result
+    """`turn()` to its end: the result. The turn is closed before this returns, so the session is free for
+    the next turn at once (an abandoned async generator would hold it until garbage collection)."""
+    async with contextlib.aclosing(turn(runtime, spec, request)) as events:
+        async for event in events:
+            if event.result is not None:
+                return event.result
     raise AssertionError("a turn always ends with its result")
 
 

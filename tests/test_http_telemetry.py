@@ -13,8 +13,11 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from agent_core import observability
 from service.agents import AGENTS
+from service.http import HttpApi
+from service.settings import AppSettings
 
 from .api_client import create, say, sse_events
+from .conftest import FunctionAppServer
 from .test_observability import SENSITIVE_KEYS, Telemetry, _providers
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -129,11 +132,9 @@ async def test_conflicts_and_errors_are_recorded(http: httpx2.AsyncClient, telem
     assert _values(telemetry, "agent.sessions.active") == {(): 0}  # one created, one deleted
 
 
-async def test_sweep_span_and_metrics(function_app_server: Any, telemetry: Telemetry):
+async def test_sweep_span_and_metrics(function_app_server: FunctionAppServer, telemetry: Telemetry):
     """The expiry timer's sweep (run here on this test's loop, with its own runtime) is traced and measured."""
-    from service.http import HttpApi
-
-    api = HttpApi(AGENTS)
+    api = HttpApi(AGENTS, AppSettings.from_env(function_app_server.env))
     try:
         result = await api.sweep()
     finally:

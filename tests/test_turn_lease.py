@@ -7,14 +7,20 @@ calls carrying their results, commits as the session's turns and stored history.
 from __future__ import annotations
 
 import asyncio
+import secrets
 from typing import Any
 
 import httpx2
 import pytest
 from azure.data.tables.aio import TableClient
 
+from agent_core.messages import Message
 from devtools.echo_model import EchoModel
+from service.agents import AGENTS
+from service.http import HttpApi
+from service.settings import AppSettings
 from service.storage import STORAGE_RETRIES
+from service.turns import TurnRequest, run_turn
 
 from .api_client import assert_problem, clean_proxy, create, history, say, sse_events, texts
 from .azurite import Azurite
@@ -357,3 +363,34 @@ async def test_missing_sessions_table_is_recreated(
     session = await create(http)  # the create finds the table gone and makes it again
     assert (await say(http, session, "hello")).status_code == 200
     assert (await http.get("/health")).json()["status"] == "ok"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+async def test_a_turn_frees_its_session_before_it_returns(function_app_server: FunctionAppServer, stream: bool):
+    """`run_turn` gives the session back (this process's turn lock and the lease) before it returns, not when
+    the turn's generators are garbage collected: the next turn on the session, started at once, runs."""
+    api = HttpApi(AGENTS, AppSettings.from_env(function_app_server.env))
+    try:
+        runtime = await api.runtime.get()
+        spec = runtime.agents["general"]
+        stored = await runtime.store.create(
+            owner="tester",
+            agent=spec.name,
+            session_id=f"free-{secrets.token_hex(4)}",
+            history="local",
+            service_session_id=None,
+            state={},
+        )
+        results = []
+        for n in range(3):
+            request = TurnRequest(
+                owner="tester",
+                session_id=stored.session_id,
+                messages=[Message("user", [f"question {n}"])],
+                options={},
+                stream=stream,
+            )
+            results.append(await run_turn(runtime, spec, request))  # no await in between: nothing else runs
+        assert [r.turn for r in results] == [1, 2, 3]
+    finally:
+        await api.close()
