@@ -70,6 +70,16 @@ def create_app(settings: AppSettings | None = None, agents: Mapping[str, AgentSp
         """POST: run a turn (JSON, or SSE with Accept: text/event-stream). GET: the history, paged."""
         return await api.messages(req)
 
+    @app.route(route="agents/{agent}/sessions/{session_id}/fork", methods=ALL_METHODS)
+    async def fork(req: Request) -> Response:
+        """POST: a new session holding the history up to a turn (default: all of it)."""
+        return await api.fork(req)
+
+    @app.route(route="agents/{agent}/sessions/{session_id}/rewind", methods=ALL_METHODS)
+    async def rewind(req: Request) -> Response:
+        """POST: drop the turns after a turn (regenerate, edit and resend)."""
+        return await api.rewind(req)
+
     @app.route(route="agents", methods=ALL_METHODS)
     async def agents_list(req: Request) -> Response:
         """GET: the served agents, their descriptions and tools."""

@@ -32,6 +32,7 @@ from . import telemetry
 from .ownership import conversation_metadata
 from .runtime import AgentSpec, Runtime
 from .storage import SessionConflictError, SessionFullError, StoredSession, StoreError, partition_key
+from .storage.branching import finish_dropping
 from .storage.layout import KeyRecord
 
 logger = logging.getLogger(__name__)
@@ -159,6 +160,8 @@ async def _leased_turn(
     store = runtime.store
     created_conversation: str | None = None
     try:
+        if leased.dropping:  # a rewind was interrupted: its dropped rows go before this turn writes its own
+            leased = await finish_dropping(store, leased)
         history = StoredHistoryProvider(leased.messages)
         agent = spec.build(runtime.client, runtime.settings, history)
         session = AgentSession(leased.session_id, leased.service_session_id, leased.state)

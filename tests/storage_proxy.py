@@ -27,6 +27,7 @@ class _Fault:
     method: str
     status: int  # 0: forward, then truncate the response
     match: str  # a substring of the decoded path and query, or "" for any
+    body: bytes = b""  # a substring of the request body, or b"" for any
 
 
 class StorageProxy:
@@ -42,11 +43,11 @@ class StorageProxy:
         self.port = self._server.port
         self._client: httpx2.AsyncClient | None = None
 
-    def fail_next(self, method: str, status: int = 503, *, count: int = 1, match: str = "") -> None:
-        """Answer the next `count` requests with this method (and `match` in the path) with `status`
-        (and Retry-After: 1), without forwarding them."""
+    def fail_next(self, method: str, status: int = 503, *, count: int = 1, match: str = "", body: bytes = b"") -> None:
+        """Answer the next `count` requests with this method (and `match` in the path, `body` in the body) with
+        `status` (and Retry-After: 1), without forwarding them."""
         with self._lock:
-            self._faults.extend(_Fault(method.upper(), status, match) for _ in range(count))
+            self._faults.extend(_Fault(method.upper(), status, match, body) for _ in range(count))
 
     def lose_response_next(self, method: str, *, count: int = 1, match: str = "") -> None:
         """Forward the next `count` such requests, then send only half of each answer and reset."""
@@ -58,10 +59,10 @@ class StorageProxy:
             self._faults.clear()
             self.requests.clear()
 
-    def _take_fault(self, method: str, target: str) -> _Fault | None:
+    def _take_fault(self, method: str, target: str, body: bytes) -> _Fault | None:
         with self._lock:
             for i, fault in enumerate(self._faults):
-                if fault.method == method and fault.match in target:
+                if fault.method == method and fault.match in target and fault.body in body:
                     del self._faults[i]
                     return fault
         return None
@@ -78,7 +79,7 @@ class StorageProxy:
         target = f"{scope['path']}?{scope.get('query_string', b'').decode()}"
         with self._lock:
             self.requests.append((scope["method"], target))
-        fault = self._take_fault(scope["method"], target)
+        fault = self._take_fault(scope["method"], target, body)
         if fault is not None and fault.status:
             await send({"type": "http.response.start", "status": fault.status, "headers": [(b"retry-after", b"1")]})
             await send({"type": "http.response.body", "body": b""})

@@ -117,6 +117,25 @@ class CreateSessionBody(_Body):
         return "service" if self.service_session_id else (self.history or "local")
 
 
+MAX_TURN = 2**31 - 1
+
+
+class ForkBody(_Body):
+    """POST .../fork: the turn to fork at (default: the last), the new session's id (default: a new one), and
+    its title and metadata (default: the source's)."""
+
+    turn: int | None = Field(default=None, ge=0, le=MAX_TURN)
+    session_id: str | None = Field(default=None, pattern=SESSION_ID_PATTERN.pattern)
+    title: Title | None = None
+    metadata: Metadata | None = None
+
+
+class RewindBody(_Body):
+    """POST .../rewind: the turn to go back to (the turns after it are dropped; 0 drops them all)."""
+
+    turn: int = Field(ge=0, le=MAX_TURN)
+
+
 def _not_blank(text: str) -> str:
     if not text.strip():
         raise ValueError("a message needs text; this one is empty or only whitespace")

@@ -11,7 +11,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 
 from starlette.requests import Request
@@ -26,13 +26,15 @@ from ..ownership import check_attachable
 from ..playground import agents_view, playground_response
 from ..runtime import AgentSpec, Runtime, RuntimeHolder
 from ..settings import AppSettings
-from ..storage import SessionConflictError, StoredSession, StoreError
+from ..storage import SessionConflictError, StoredSession, StoreError, branching
 from ..storage.catalog import Listed, SessionCatalog
 from ..turns import TurnRequest, TurnResult, run_turn, turn
 from .accept import wants_event_stream
 from .bodies import (
     CreateSessionBody,
+    ForkBody,
     HistoryQuery,
+    RewindBody,
     SessionListQuery,
     TurnBody,
     UpdateSessionBody,
@@ -134,17 +136,28 @@ class HttpApi:
             service_session_id=body.service_session_id,
             state=body.state,
         )
+        listed = await self._list_new(runtime, catalog, stored, body.title, body.metadata)
+        location = f"{request.url.path.rstrip('/')}/{stored.session_id}"
+        return JSONResponse(listed_view(listed), status_code=201, headers={"Location": location})
+
+    async def _list_new(
+        self,
+        runtime: Runtime,
+        catalog: SessionCatalog,
+        stored: StoredSession,
+        title: str | None,
+        metadata: Mapping[str, str],
+    ) -> Listed:
+        """Put a new session (created or forked) in its owner's list; one that cannot be listed is deleted."""
         try:
-            await catalog.add(stored, body.title, body.metadata)
+            await catalog.add(stored, title, metadata)
         except Exception:
-            if await runtime.store.delete_header(stored):  # a session that cannot be listed is not left behind
+            if await runtime.store.delete_header(stored):
                 await self._finish_delete(runtime, stored)
             raise
         if (metrics := telemetry.metrics()) is not None:
             metrics.session_created()
-        location = f"{request.url.path.rstrip('/')}/{stored.session_id}"
-        listed = Listed(stored, body.title, dict(body.metadata))
-        return JSONResponse(listed_view(listed), status_code=201, headers={"Location": location})
+        return Listed(stored, title, dict(metadata))
 
     # agents/{agent}/sessions/{session_id}
     @handler("GET", "PATCH", "DELETE")
@@ -224,6 +237,35 @@ class HttpApi:
             return await stream_response(turn(runtime, spec, turn_request), self._background)
         result = await run_turn(runtime, spec, turn_request)
         return JSONResponse(turn_payload(result), headers=replay_headers(result))
+
+    # agents/{agent}/sessions/{session_id}/fork
+    @handler("POST")
+    async def fork(self, runtime: Runtime, request: Request) -> Response:
+        caller = await owner(runtime, request)
+        spec = agent_spec(runtime, request)
+        data = await read_json(request, runtime.settings.limits.max_request_bytes, required=False)
+        body = parse(ForkBody, data)
+        new_id = body.session_id or new_session_id()
+        source_id = session_id(request)
+        forked = await branching.fork(runtime.store, caller, spec.name, source_id, turn=body.turn, new_id=new_id)
+        catalog = SessionCatalog(runtime.store.table)
+        details = await catalog.details(forked.source)
+        title = body.title if "title" in body.model_fields_set else details.title
+        metadata = details.metadata if body.metadata is None else body.metadata
+        listed = await self._list_new(runtime, catalog, forked.session, title, metadata)
+        location = f"{request.url.path.rstrip('/').rsplit('/', 2)[0]}/{forked.session.session_id}"
+        reply = {**listed_view(listed), "forked_from": {"session_id": source_id, "turn": forked.turn}}
+        return JSONResponse(reply, status_code=201, headers={"Location": location})
+
+    # agents/{agent}/sessions/{session_id}/rewind
+    @handler("POST")
+    async def rewind(self, runtime: Runtime, request: Request) -> Response:
+        caller = await owner(runtime, request)
+        spec = agent_spec(runtime, request)
+        data = await read_json(request, runtime.settings.limits.max_request_bytes, required=True)
+        body = parse(RewindBody, data)
+        rewound, dropped = await branching.rewind(runtime.store, caller, spec.name, session_id(request), body.turn)
+        return JSONResponse({**session_detail(rewound), "dropped_turns": dropped})
 
     # health
     @handler("GET", anonymous=True)

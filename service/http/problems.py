@@ -32,6 +32,7 @@ from ..storage import (
     StorageUnavailableError,
     TurnTooLargeError,
 )
+from ..storage.branching import BranchingError
 from ..turns import IdempotencyKeyReusedError, TurnInProgressError
 
 logger = logging.getLogger(__name__)
@@ -108,6 +109,8 @@ def to_http_error(exc: Exception) -> HttpError:
             return not_found("conversation")
         case UnboundConversationError():
             return HttpError(403, "Forbidden", str(exc))
+        case BranchingError():
+            return HttpError(409, "Conflict", str(exc), retry_after=exc.retry_after, **exc.extra)
         case SessionExistsError():
             return HttpError(409, "Conflict", str(exc))
         case TurnInProgressError():

@@ -5,7 +5,8 @@ Layout of a session's partition (`s~<owner hash>~<agent>~<session id>`):
                              the turn lease (id, expiry, the leased turn's idempotency key and body hash)
   RowKey "k~<key hash>~<inc>" the reply of a turn sent with an Idempotency-Key (continued like turn rows)
   RowKey "t~<inc>~<turn>"    one row per committed turn holding that turn's messages (continued in
-                             "t~<inc>~<turn>~<n>" rows when a turn is over ~900 KB compressed)
+                             "t~<inc>~<turn>~<n>" rows when a turn is over ~900 KB compressed) and, when
+                             the turn changed the state, the patch back to the state before it (statelog.py)
 `inc` is the session's incarnation: rows of an earlier session with the same id are ignored and swept.
 The expiry index lives in partitions `x~<yyyymmddHHMM>` (one row per session deadline); see expiry.py.
 """
@@ -43,13 +44,14 @@ INLINE_UTF8_BYTES = 32_000  # UTF-8 bytes <= 32,000 guarantees UTF-16 <= 64,000 
 PIECE_BYTES = 63_000  # one binary property
 PIECES_PER_ENTITY = 14  # 882,000 bytes of binary per entity
 MAX_TRANSACTION_ENTITIES = 100
+MAX_ENTITY_BYTES = 1_000_000  # estimated, under the 1 MiB entity limit
 MAX_TRANSACTION_BYTES = 3_800_000  # estimated JSON body, base64 included
 MESSAGES = TypeAdapter(list[Message])
 _PIECE_COLUMNS = ["j", "zn", *(f"z{n:02d}" for n in range(PIECES_PER_ENTITY))]
 HEADER_COLUMNS = [
     "schema", "session_id", "owner", "agent", "history", "service_session_id", "owns_conversation",
     "created_at", "updated_at", "expires_at", "turns", "message_count", "inc", "size_bytes",
-    "lease_id", "lease_until", "lease_key", "lease_fp", "last_turn_id", "full",
+    "lease_id", "lease_until", "lease_key", "lease_fp", "last_turn_id", "full", "dropping",
 ]  # fmt: skip
 _KEY_COLUMNS = ["fp", "turn"]
 LOAD_COLUMNS = [
@@ -181,6 +183,11 @@ class StoredSession:
     turns are refused before the model is called."""
     record: KeyRecord | None = None
     """The idempotency record asked for at load (`load(key_hash=...)`), when there is one."""
+    state_json: Any = None
+    """`state` as stored (JSON with `$type` tags): what a turn's reverse state patch is computed against."""
+    dropping: int = 0
+    """A rewind's mark: rows of turns after `turns`, up to this one, may still exist and are being deleted.
+    Readers ignore every row of a turn after `turns`, so a session is never seen half rewound."""
 
     def leased(self, now: datetime) -> bool:
         """True while a turn holds the session (an expired lease no longer counts)."""
@@ -217,6 +224,7 @@ def header_entity(s: StoredSession, state_props: dict[str, Any]) -> dict[str, An
         **lease_props(s),
         "last_turn_id": s.last_turn_id,
         "full": s.full,
+        "dropping": s.dropping,
         **{f"s{k}": v for k, v in state_props.items()},
     }
 
@@ -236,7 +244,12 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def state_props(state: dict[str, Any], max_state_bytes: int) -> dict[str, Any]:
     """The header properties holding `state` (its `$type`-tagged JSON), refused when over the limit."""
-    text = json.dumps(encode_value(state), separators=(",", ":"))
+    return stored_state_props(encode_value(state), max_state_bytes)
+
+
+def stored_state_props(state_json: Any, max_state_bytes: int) -> dict[str, Any]:
+    """`state_props` of a state already encoded (`encode_value`)."""
+    text = json.dumps(state_json, separators=(",", ":"))
     size = len(text.encode())
     if size > max_state_bytes:
         raise TurnTooLargeError(f"session state is {size} bytes; the limit is {max_state_bytes}")
@@ -248,7 +261,7 @@ def state_props(state: dict[str, Any], max_state_bytes: int) -> dict[str, Any]:
 
 def session_from_header(entity: Mapping[str, Any]) -> StoredSession:
     state_entity = {k[1:]: v for k, v in entity.items() if k.startswith("s") and re.fullmatch(r"s(j|z\d\d|zn)", k)}
-    state = decode_value(json.loads(unpack([state_entity]))) if state_entity else {}
+    state_json = json.loads(unpack([state_entity])) if state_entity else {}
     metadata = getattr(entity, "metadata", {}) or {}
     return StoredSession(
         pk=entity["PartitionKey"],
@@ -258,7 +271,8 @@ def session_from_header(entity: Mapping[str, Any]) -> StoredSession:
         history=entity["history"],
         service_session_id=entity.get("service_session_id") or None,
         owns_conversation=bool(entity.get("owns_conversation", False)),
-        state=state,
+        state=decode_value(state_json),
+        state_json=state_json,
         created_at=entity["created_at"],
         updated_at=entity["updated_at"],
         expires_at=entity["expires_at"],
@@ -273,6 +287,7 @@ def session_from_header(entity: Mapping[str, Any]) -> StoredSession:
         lease_fp=str(entity.get("lease_fp") or ""),
         last_turn_id=str(entity.get("last_turn_id") or ""),
         full=int(entity.get("full") or 0),
+        dropping=int(entity.get("dropping") or 0),
     )
 
 
@@ -287,14 +302,27 @@ def group_turn_rows(rows: Iterable[Mapping[str, Any]]) -> list[list[Mapping[str,
     return groups
 
 
-def turn_entities(pk: str, inc: str, turn: int, messages: list[Message]) -> tuple[list[dict[str, Any]], int]:
-    """The rows holding one turn's messages, and the bytes of their JSON (what the session grows by)."""
+def turn_entities(
+    pk: str, inc: str, turn: int, messages: list[Message], extra: Mapping[str, Any] | None = None
+) -> tuple[list[dict[str, Any]], int]:
+    """The rows holding one turn's messages (and `extra` properties: its state patch), and the bytes of their
+    JSON (what the session grows by). `extra` goes on the last row when it fits, else on a row of its own."""
     text = MESSAGES.dump_json(messages, exclude_defaults=True).decode()
+    groups = pack(text)
+    if extra:
+        if estimate_bytes({**groups[-1], **extra}) <= MAX_ENTITY_BYTES:
+            groups[-1] = {**groups[-1], **extra}
+        else:
+            groups.append(dict(extra))
     rk = turn_rk(inc, turn)
-    rows = [
-        {"PartitionKey": pk, "RowKey": rk if n == 0 else f"{rk}~{n:03d}", **props} for n, props in enumerate(pack(text))
-    ]
+    keys = [rk if n == 0 else f"{rk}~{n:03d}" for n in range(len(groups))]
+    rows = [{"PartitionKey": pk, "RowKey": key, **props} for key, props in zip(keys, groups, strict=True)]
     return rows, len(text.encode())
+
+
+def turn_of(row_key: str) -> int:
+    """The turn a turn row (or one of its continuations) belongs to."""
+    return int(row_key.split("~")[2])
 
 
 def key_entities(pk: str, inc: str, key_hash: str, record: KeyRecord) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ from azure.data.tables import TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableClient
 
 from agent_core.messages import Message
+from agent_core.sessions import encode_value
 
 from ..telemetry import traced
 from .errors import (
@@ -59,15 +60,32 @@ from .layout import (
     partition_key,
     session_from_header,
     state_props,
+    stored_state_props,
     turn_entities,
+    turn_of,
     turn_range,
     unpack,
 )
+from .statelog import patch_props, reverse_patch
 
 logger = logging.getLogger(__name__)
 
 STORAGE_RETRIES = 2
 """azure-core retries of a throttled or failed storage request (honouring Retry-After) before a 503."""
+
+
+def transactions(operations: list[tuple[str, dict[str, Any]]]) -> list[list[tuple[str, dict[str, Any]]]]:
+    """Operations on one partition split into entity group transactions (100 entities, ~4 MiB each), in order."""
+    batches: list[list[tuple[str, dict[str, Any]]]] = [[]]
+    size = 0
+    for operation in operations:
+        grown = estimate_bytes(operation[1])
+        if batches[-1] and (len(batches[-1]) == MAX_TRANSACTION_ENTITIES or size + grown > MAX_TRANSACTION_BYTES):
+            batches.append([])
+            size = 0
+        batches[-1].append(operation)
+        size += grown
+    return batches
 
 
 @dataclass(frozen=True)
@@ -180,19 +198,31 @@ class TableSessionStore:
             inc=secrets.token_hex(4),
             size_bytes=0,
         )
-        header = header_entity(session, state_props(state, self.limits.max_state_bytes))
-        existing = await self.get_header(pk)
+        return await self.write_new(session, now=now)
+
+    async def write_new(
+        self, session: StoredSession, rows: list[dict[str, Any]] | None = None, *, now: datetime | None = None
+    ) -> StoredSession:
+        """Write a new session: its index row first (so a crash never leaves a session that cannot expire),
+        then `rows` (a fork's turns, in transactions of up to 100 entities), then the header, created in the
+        last transaction: the session exists whole from that write on, or not at all."""
+        now = now or datetime.now(UTC)
+        session.state_json = encode_value(session.state)
+        header = header_entity(session, stored_state_props(session.state_json, self.limits.max_state_bytes))
+        existing = await self.get_header(session.pk)
         if existing is not None and existing.expires_at > now:
-            raise SessionExistsError(f"session {session_id!r} already exists")  # nothing written
+            raise SessionExistsError(f"session {session.session_id!r} already exists")  # nothing written
         try:
-            etag = await self._create(session, header, existing)
+            etag = await self._create(session, header, existing, rows or [])
         except SessionNotFoundError:  # the table itself is missing (deleted): recreate it, try once more
             await self.ensure_table()
-            etag = await self._create(session, header, existing)
+            etag = await self._create(session, header, existing, rows or [])
         session.etag = etag
         return session
 
-    async def _create(self, session: StoredSession, header: dict[str, Any], expired: StoredSession | None) -> str:
+    async def _create(
+        self, session: StoredSession, header: dict[str, Any], expired: StoredSession | None, rows: list[dict[str, Any]]
+    ) -> str:
         exists = SessionExistsError(f"session {session.session_id!r} already exists")
         with storage_errors(f"session {session.session_id!r}"):
             await self.table.upsert_entity(index_entity(session.pk, session.inc, session.expires_at))
@@ -200,10 +230,18 @@ class TableSessionStore:
             if expired is not None and not await self.delete(expired):
                 raise exists
             try:
-                result = await self.table.create_entity(header)
+                if not rows:
+                    return str((await self.table.create_entity(header)).get("etag", ""))
+                *earlier, last = transactions([("upsert", row) for row in rows] + [("create", header)])
+                for batch in earlier:
+                    await self.table.submit_transaction(batch)
+                return str((await self.table.submit_transaction(last))[-1].get("etag", ""))
             except ResourceExistsError:
                 raise exists from None
-        return str(result.get("etag", ""))
+            except TableTransactionError as exc:
+                if exc.status_code == 409:
+                    raise exists from None
+                raise
 
     @traced("store.load")
     async def load(
@@ -232,11 +270,15 @@ class TableSessionStore:
         if session.owner != owner or session.agent != agent or session.expires_at <= now:
             raise SessionNotFoundError(f"session {session_id!r} not found")
         turn_prefix = f"t~{session.inc}~"
-        for group in group_turn_rows(r for r in rows[1:] if r["RowKey"].startswith(turn_prefix)):
+        turn_rows = (
+            r for r in rows[1:] if r["RowKey"].startswith(turn_prefix) and turn_of(r["RowKey"]) <= session.turns
+        )
+        for group in group_turn_rows(turn_rows):
             session.messages.extend(MESSAGES.validate_json(unpack(group)))
         if key_hash:
             key_rows = [r for r in rows[1:] if r["RowKey"].startswith(key_rk(session.inc, key_hash))]
-            session.record = key_record(key_rows) if key_rows else None
+            record = key_record(key_rows) if key_rows else None
+            session.record = record if record is not None and record.turn <= session.turns else None  # rewound
         return session
 
     def _partition(self, pk: str, key_hash: str | None) -> AsyncIterator[Mapping[str, Any]]:
@@ -358,8 +400,10 @@ class TableSessionStore:
             record=None,
         )
         operations: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
-        if new_messages and updated.history == "local":
-            rows, size = turn_entities(updated.pk, updated.inc, turn, new_messages)
+        committed.state_json = encode_value(committed.state)
+        if updated.history == "local":  # a row for every local turn: it carries the turn's state change too
+            patch = patch_props(reverse_patch(updated.state_json, committed.state_json))
+            rows, size = turn_entities(updated.pk, updated.inc, turn, new_messages, patch)
             committed.size_bytes += size
             committed.message_count += len(new_messages)
             operations += [("create", row, {}) for row in rows]
@@ -370,7 +414,7 @@ class TableSessionStore:
             raise SessionFullError(
                 f"the session would grow to {committed.size_bytes} bytes; the limit is {limits.max_session_bytes}"
             )
-        header = header_entity(committed, state_props(committed.state, limits.max_state_bytes))
+        header = header_entity(committed, stored_state_props(committed.state_json, limits.max_state_bytes))
         condition: dict[str, Any] = {
             "mode": UpdateMode.REPLACE,
             "etag": updated.etag,
@@ -455,6 +499,12 @@ class TableSessionStore:
                 async for row in self.table.query_entities(query, parameters=params, select=["PartitionKey", "RowKey"])
                 if not row["RowKey"].startswith("k~") or is_key_row_of(row["RowKey"], inc)
             ]
+        await self.delete_keys(keys, f"rows of {pk!r}")
+        return len(keys)
+
+    async def delete_keys(self, keys: list[dict[str, str]], what: str) -> None:
+        """Delete rows of one partition by key, 100 per transaction. Idempotent: rows already gone are fine."""
+        with storage_errors(what):
             for start in range(0, len(keys), MAX_TRANSACTION_ENTITIES):
                 batch = keys[start : start + MAX_TRANSACTION_ENTITIES]
                 try:
@@ -463,7 +513,6 @@ class TableSessionStore:
                     for key in batch:  # some were already gone: delete one by one (delete is idempotent)
                         with contextlib.suppress(ResourceNotFoundError):
                             await self.table.delete_entity(key["PartitionKey"], key["RowKey"])
-        return len(keys)
 
     @traced("store.schedule_cleanup")
     async def schedule_cleanup(self, session: StoredSession, *, conversation: str | None, now: datetime) -> None:
