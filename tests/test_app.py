@@ -28,6 +28,8 @@ def test_the_factory_reads_no_settings():
         "sessions",
         "session",
         "messages",
+        "fork",
+        "rewind",
         "agents_list",
         "playground",
         "health",
