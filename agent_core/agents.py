@@ -109,6 +109,7 @@ class Agent:
         self.compaction_strategy = check_strategy(compaction_strategy)
         self.client = client
         self.id = id or str(uuid.uuid4())
+        self._named_id = id is not None  # telemetry records only a given id (a generated one differs per instance)
         self.name = name
         self.instructions = instructions
         self.description = description
@@ -426,11 +427,14 @@ class _Run:
             self.commit()
 
     def _agent_operation(self) -> observability.Operation:
-        client = self.agent.client
+        agent = self.agent
+        if not observability.OBSERVABILITY_SETTINGS.enable_instrumentation:
+            return observability.NO_OP
+        client = agent.client
         operation = observability.agent_operation(
-            agent_name=self.agent.name,
-            agent_id=self.agent.id,
-            description=self.agent.description,
+            agent_name=agent.name,
+            agent_id=agent.id if agent._named_id else None,
+            description=agent.description,
             conversation_id=self.session.session_id if self.session else None,
             model=getattr(client, "model", None),
             provider_name=getattr(client, "otel_provider_name", None),
@@ -619,15 +623,17 @@ class _Run:
             self.previous_id = None if self.conversation_id else self.response_id
 
     def _chat_operation(self, request: ModelRequest) -> observability.Operation:
+        if not self.operation.recording:
+            return observability.NO_OP
         client = self.agent.client
-        base_url = getattr(getattr(client, "client", None), "base_url", None)
+        address, port = getattr(client, "otel_server", (None, None))
         chat = observability.chat_operation(
             model=getattr(client, "model", None),
             provider_name=getattr(client, "otel_provider_name", None),
             conversation_id=self.session.session_id if self.session else None,
             agent_name=self.agent.name,
-            server_address=getattr(base_url, "host", None),
-            server_port=getattr(base_url, "port", None),
+            server_address=address,
+            server_port=port,
             options=request.options,
             parent=self.operation,
         )

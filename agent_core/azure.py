@@ -6,7 +6,7 @@ import asyncio
 import inspect
 import os
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, TypeAlias, cast
+from typing import TYPE_CHECKING, ClassVar, TypeAlias, cast
 
 import httpx2
 import openai
@@ -52,6 +52,8 @@ class AzureOpenAIResponsesClient(ResponsesClient):
     Settings used when an argument is omitted: AZURE_AI_PROJECT_ENDPOINT, AZURE_OPENAI_ENDPOINT,
     AZURE_OPENAI_RESPONSES_DEPLOYMENT_NAME, AZURE_OPENAI_API_KEY, AZURE_OPENAI_API_VERSION.
     """
+
+    otel_provider_name: ClassVar[str] = "azure.ai.openai"
 
     def __init__(
         self,

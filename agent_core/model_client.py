@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import email.utils
+import functools
 import math
 import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx2
 import openai
@@ -159,9 +160,18 @@ def map_openai_error(exc: openai.OpenAIError) -> ModelError:
 class ResponsesClient:
     """A Responses API client (OpenAI, Azure OpenAI, Foundry) around one shared `AsyncOpenAI`."""
 
+    otel_provider_name: ClassVar[str] = "openai"
+    """`gen_ai.provider.name` on this client's telemetry (the GenAI conventions' well-known value)."""
+
     def __init__(self, *, client: openai.AsyncOpenAI, model: str) -> None:
         self.client = client
         self.model = model
+
+    @functools.cached_property
+    def otel_server(self) -> tuple[str | None, int | None]:
+        """`server.address` and `server.port` of the model endpoint, for telemetry (parsed once)."""
+        url = self.client.base_url
+        return url.host or None, url.port or (443 if url.scheme == "https" else 80)
 
     def as_agent(
         self,

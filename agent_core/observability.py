@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader
     from opentelemetry.sdk.metrics.view import View
     from opentelemetry.sdk.trace.export import SpanExporter
-    from opentelemetry.trace import Span, Tracer, TracerProvider
+    from opentelemetry.trace import Span, SpanKind, Tracer, TracerProvider
 
 __all__ = [
     "OBSERVABILITY_SETTINGS",
@@ -121,16 +121,30 @@ class OtelAttr:
     TOOL_EXECUTION_OPERATION = "execute_tool"
 
 
-# Attributes copied from a span to its metric points (low-cardinality ones only: no ids).
+# The attributes of metric points (low-cardinality ones only: no ids), in the order of `_metric_key`'s values.
 _METRIC_ATTRIBUTES = (
     OtelAttr.OPERATION,
     OtelAttr.PROVIDER_NAME,
     OtelAttr.REQUEST_MODEL,
-    OtelAttr.RESPONSE_MODEL,
     OtelAttr.ADDRESS,
     OtelAttr.PORT,
     OtelAttr.AGENT_NAME,
 )
+MetricKey = tuple[str, str | None, str | None, str | None, int | None, str | None]
+MetricAttributes = tuple[dict[str, Any], dict[str, Any], dict[str, Any]]  # duration, input tokens, output tokens
+_metric_attributes: dict[MetricKey, MetricAttributes] = {}
+"""Metric attribute sets by their values, built once: an agent's operations all record with the same few."""
+
+
+def _metrics_for(key: MetricKey) -> MetricAttributes:
+    cached = _metric_attributes.get(key)
+    if cached is None:
+        base = {name: value for name, value in zip(_METRIC_ATTRIBUTES, key, strict=True) if value is not None}
+        cached = (base, {**base, OtelAttr.TOKEN_TYPE: "input"}, {**base, OtelAttr.TOKEN_TYPE: "output"})
+        if len(_metric_attributes) >= 256:  # bounded: many models or agents only cost a rebuild
+            _metric_attributes.clear()
+        _metric_attributes[key] = cached
+    return cached
 
 
 @dataclass
@@ -151,6 +165,7 @@ class _Instruments:
     token_usage: Histogram
     meter_provider: MeterProvider | None  # None: the global one
     tracer_provider: TracerProvider | None
+    kinds: dict[str, SpanKind]  # SpanKind by name, resolved once (the API is imported only on enabling)
 
 
 def active_tracer(name: str = INSTRUMENTATION_NAME) -> Tracer | None:
@@ -201,7 +216,10 @@ def enable_instrumentation(
     the `ENABLE_SENSITIVE_DATA` environment variable (off unless set to true), as MAF does.
     """
     global _instruments
+    from opentelemetry.trace import SpanKind
+
     meter = get_meter(meter_provider)
+    _metric_attributes.clear()
     _instruments = _Instruments(
         tracer=get_tracer(tracer_provider),
         duration=meter.create_histogram(
@@ -218,6 +236,7 @@ def enable_instrumentation(
         ),
         meter_provider=meter_provider,
         tracer_provider=tracer_provider,
+        kinds={kind.name: kind for kind in SpanKind},
     )
     OBSERVABILITY_SETTINGS.enable_sensitive_data = (
         _env_flag("ENABLE_SENSITIVE_DATA") if enable_sensitive_data is None else enable_sensitive_data
@@ -334,19 +353,21 @@ def otlp_http_exporters(
 
 
 class Operation:
-    """One traced GenAI operation: a span, plus its start time and attributes for the metrics.
+    """One traced GenAI operation: a span, plus its start time and the attributes of its metric points.
 
     Use as a context manager: an exception leaving the block is recorded (`error.type`, span status) and
     re-raised; the span ends and the duration is recorded when the block exits. While instrumentation is
     off the hooks return `NO_OP`, whose methods do nothing.
     """
 
-    __slots__ = ("_attributes", "_instruments", "_start", "_usage", "span")
+    __slots__ = ("_extra", "_instruments", "_metrics", "_operation", "_start", "_usage", "span")
 
-    def __init__(self, instruments: _Instruments, span: Span, attributes: dict[str, Any]) -> None:
+    def __init__(self, instruments: _Instruments, span: Span, operation: str, metrics: MetricAttributes) -> None:
         self._instruments = instruments
         self.span = span
-        self._attributes = attributes
+        self._operation = operation
+        self._metrics = metrics  # shared, never changed: what an operation adds goes in `_extra`
+        self._extra: dict[str, Any] | None = None
         self._start = time.perf_counter()
         self._usage: tuple[int, int] | None = None
 
@@ -374,6 +395,11 @@ class Operation:
         with trace.use_span(self.span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
             yield
 
+    def _add_metric_attribute(self, name: str, value: Any) -> None:
+        if self._extra is None:
+            self._extra = {}
+        self._extra[name] = value
+
     def set_response(
         self,
         *,
@@ -384,21 +410,24 @@ class Operation:
         output_tokens: int | None = None,
         finish_reasons: Sequence[str] | None = None,
     ) -> None:
-        """Record what came back; token counts also feed `gen_ai.client.token.usage` (chat operations)."""
-        span = self.span
+        """Record what came back (in one update of the span); token counts also feed `gen_ai.client.token.usage`
+        (chat operations)."""
+        attributes: dict[str, Any] = {}
         if response_id:
-            span.set_attribute(OtelAttr.RESPONSE_ID, response_id)
+            attributes[OtelAttr.RESPONSE_ID] = response_id
         if model:
-            span.set_attribute(OtelAttr.RESPONSE_MODEL, model)
-            self._attributes[OtelAttr.RESPONSE_MODEL] = model
+            attributes[OtelAttr.RESPONSE_MODEL] = model
+            self._add_metric_attribute(OtelAttr.RESPONSE_MODEL, model)
         if conversation_id:
-            span.set_attribute(OtelAttr.CONVERSATION_ID, conversation_id)
+            attributes[OtelAttr.CONVERSATION_ID] = conversation_id
         if finish_reasons:
-            span.set_attribute(OtelAttr.FINISH_REASONS, list(finish_reasons))
+            attributes[OtelAttr.FINISH_REASONS] = tuple(finish_reasons)
         if input_tokens is not None and output_tokens is not None:
-            span.set_attribute(OtelAttr.INPUT_TOKENS, input_tokens)
-            span.set_attribute(OtelAttr.OUTPUT_TOKENS, output_tokens)
+            attributes[OtelAttr.INPUT_TOKENS] = input_tokens
+            attributes[OtelAttr.OUTPUT_TOKENS] = output_tokens
             self._usage = (input_tokens, output_tokens)
+        if attributes:
+            self.span.set_attributes(attributes)
 
     def record_error(self, exc: BaseException) -> None:
         """Mark the operation failed (also for failures that are handled, such as a tool error result)."""
@@ -408,7 +437,7 @@ class Operation:
         self.span.set_attribute(OtelAttr.ERROR_TYPE, error_type)
         self.span.set_status(Status(StatusCode.ERROR, str(exc) or error_type))
         self.span.record_exception(exc)
-        self._attributes[OtelAttr.ERROR_TYPE] = error_type
+        self._add_metric_attribute(OtelAttr.ERROR_TYPE, error_type)
 
     def capture_input(self, messages: Sequence[Message], instructions: str | None = None) -> None:
         """`gen_ai.input.messages` and `gen_ai.system_instructions`, only with sensitive data enabled."""
@@ -436,17 +465,23 @@ class Operation:
 
     def end(self, exc: BaseException | None = None) -> None:
         """End the span and record the metrics; `exc`, if given, is recorded as the failure."""
-        if exc is not None and OtelAttr.ERROR_TYPE not in self._attributes:
+        extra = self._extra
+        if exc is not None and (extra is None or OtelAttr.ERROR_TYPE not in extra):
             self.record_error(exc)
+            extra = self._extra
         instruments = self._instruments
-        attributes = self._attributes
-        operation = attributes.get(OtelAttr.OPERATION)
+        duration_attributes, input_attributes, output_attributes = self._metrics
+        if extra:
+            duration_attributes = {**duration_attributes, **extra}
+        operation = self._operation
         if operation != OtelAttr.TOOL_EXECUTION_OPERATION:  # the client-operation metric covers model and agent calls
-            instruments.duration.record(time.perf_counter() - self._start, attributes)
+            instruments.duration.record(time.perf_counter() - self._start, duration_attributes)
         if self._usage is not None and operation == OtelAttr.CHAT_OPERATION:
+            if extra:
+                input_attributes, output_attributes = {**input_attributes, **extra}, {**output_attributes, **extra}
             inputs, outputs = self._usage
-            instruments.token_usage.record(inputs, {**attributes, OtelAttr.TOKEN_TYPE: "input"})
-            instruments.token_usage.record(outputs, {**attributes, OtelAttr.TOKEN_TYPE: "output"})
+            instruments.token_usage.record(inputs, input_attributes)
+            instruments.token_usage.record(outputs, output_attributes)
         self.span.end()
 
 
@@ -495,21 +530,22 @@ NO_OP: Operation = _NoOperation()
 
 
 def _start(
-    name: str, operation: str, kind_name: str, attributes: dict[str, Any], parent: Operation | None
+    name: str, operation: str, kind: str, attributes: dict[str, Any], metric_key: MetricKey, parent: Operation | None
 ) -> Operation:
+    """Start a span with `attributes` (None values left out) and the operation recording into it."""
     instruments = _instruments
     assert instruments is not None
-    from opentelemetry.trace import SpanKind
-
-    attributes = {OtelAttr.OPERATION: operation, **{k: v for k, v in attributes.items() if v is not None}}
+    span_attributes = {OtelAttr.OPERATION: operation}
+    for key, value in attributes.items():
+        if value is not None:
+            span_attributes[key] = value
     span = instruments.tracer.start_span(
         name,
         context=parent.context() if parent is not None else None,
-        kind=SpanKind[kind_name],
-        attributes=attributes,
+        kind=instruments.kinds[kind],
+        attributes=span_attributes,
     )
-    metric_attributes: dict[str, Any] = {k: attributes[k] for k in _METRIC_ATTRIBUTES if k in attributes}
-    return Operation(instruments, span, metric_attributes)
+    return Operation(instruments, span, operation, _metrics_for(metric_key))
 
 
 def agent_operation(
@@ -525,7 +561,8 @@ def agent_operation(
     """`invoke_agent {agent}` (INTERNAL: the agent runs in process) around one run."""
     if _instruments is None:
         return NO_OP
-    name = f"{OtelAttr.AGENT_INVOKE_OPERATION} {agent_name}" if agent_name else OtelAttr.AGENT_INVOKE_OPERATION
+    operation = OtelAttr.AGENT_INVOKE_OPERATION
+    name = f"{operation} {agent_name}" if agent_name else operation
     attributes: dict[str, Any] = {
         OtelAttr.AGENT_NAME: agent_name,
         OtelAttr.AGENT_ID: agent_id,
@@ -534,7 +571,9 @@ def agent_operation(
         OtelAttr.REQUEST_MODEL: model,
         OtelAttr.PROVIDER_NAME: provider_name,
     }
-    return _start(name, OtelAttr.AGENT_INVOKE_OPERATION, "INTERNAL", attributes, parent)
+    return _start(
+        name, operation, "INTERNAL", attributes, (operation, provider_name, model, None, None, agent_name), parent
+    )
 
 
 def chat_operation(
@@ -548,23 +587,26 @@ def chat_operation(
     options: Mapping[str, Any] | None = None,
     parent: Operation | None = None,
 ) -> Operation:
-    """`chat {model}` (CLIENT) around one model call; request parameters are taken from `options`."""
+    """`chat {model}` (CLIENT) around one model call; request parameters are taken from `options`.
+
+    `agent_name` goes on the metric points only (the span's parent, `invoke_agent`, names the agent)."""
     if _instruments is None:
         return NO_OP
-    options = options or {}
+    operation = OtelAttr.CHAT_OPERATION
     attributes: dict[str, Any] = {
         OtelAttr.REQUEST_MODEL: model,
         OtelAttr.PROVIDER_NAME: provider_name,
         OtelAttr.CONVERSATION_ID: conversation_id,
-        OtelAttr.AGENT_NAME: agent_name,
         OtelAttr.ADDRESS: server_address,
         OtelAttr.PORT: server_port,
-        OtelAttr.REQUEST_MAX_TOKENS: options.get("max_output_tokens"),
-        OtelAttr.REQUEST_TEMPERATURE: options.get("temperature"),
-        OtelAttr.REQUEST_TOP_P: options.get("top_p"),
     }
-    name = f"{OtelAttr.CHAT_OPERATION} {model}" if model else OtelAttr.CHAT_OPERATION
-    return _start(name, OtelAttr.CHAT_OPERATION, "CLIENT", attributes, parent)
+    if options:
+        attributes[OtelAttr.REQUEST_MAX_TOKENS] = options.get("max_output_tokens")
+        attributes[OtelAttr.REQUEST_TEMPERATURE] = options.get("temperature")
+        attributes[OtelAttr.REQUEST_TOP_P] = options.get("top_p")
+    name = f"{operation} {model}" if model else operation
+    key = (operation, provider_name, model, server_address, server_port, agent_name)
+    return _start(name, operation, "CLIENT", attributes, key, parent)
 
 
 def tool_operation(
@@ -578,6 +620,7 @@ def tool_operation(
     """`execute_tool {tool}` (INTERNAL) around one tool call."""
     if _instruments is None:
         return NO_OP
+    operation = OtelAttr.TOOL_EXECUTION_OPERATION
     attributes: dict[str, Any] = {
         OtelAttr.TOOL_NAME: tool_name,
         OtelAttr.TOOL_CALL_ID: call_id,
@@ -585,13 +628,8 @@ def tool_operation(
         OtelAttr.TOOL_TYPE: "function",
         OtelAttr.CONVERSATION_ID: conversation_id,
     }
-    return _start(
-        f"{OtelAttr.TOOL_EXECUTION_OPERATION} {tool_name}",
-        OtelAttr.TOOL_EXECUTION_OPERATION,
-        "INTERNAL",
-        attributes,
-        parent,
-    )
+    key = (operation, None, None, None, None, None)
+    return _start(f"{operation} {tool_name}", operation, "INTERNAL", attributes, key, parent)
 
 
 # --- helpers -------------------------------------------------------------------------------------------
