@@ -6,7 +6,7 @@ the CPU time (time.process_time: every thread of this process) and wall time per
 
 Sides: `openai` (the bare SDK's documented call: the floor), `openai_raw` (the same requests with the input items
 in `extra_body`, which the SDK sends without its typed-params transform: the cheapest SDK call), `agent_core`,
-`maf` (Microsoft Agent Framework), `agent_core_otel` (agent_core with OpenTelemetry on: measure #11).
+`maf` (Microsoft Agent Framework). Measure #11 (telemetry on ÷ off) has its own probe, telemetry_pair.py.
 """
 
 from __future__ import annotations
@@ -74,37 +74,6 @@ def agent_core_side(base_url: str) -> Conversation:
     return conversation
 
 
-def agent_core_otel_side(base_url: str) -> Conversation:
-    """agent_core with OpenTelemetry on: SDK providers, spans batched and encoded to OTLP protobuf (then dropped,
-    so no network cost is counted), metrics aggregated in memory."""
-    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-
-    from agent_core import observability
-
-    class EncodeAndDrop(SpanExporter):
-        def export(self, spans: Any) -> SpanExportResult:
-            batch: list[ReadableSpan] = list(spans)
-            encode_spans(batch).SerializeToString()
-            return SpanExportResult.SUCCESS
-
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(BatchSpanProcessor(EncodeAndDrop()))
-    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
-    observability.enable_instrumentation(tracer_provider=tracer_provider, meter_provider=meter_provider)
-    conversation = agent_core_side(base_url)
-
-    async def traced(turns: int) -> str:
-        reply = await conversation(turns)
-        tracer_provider.force_flush()  # every span of the timed turns is encoded inside the timed region
-        return reply
-
-    return traced
-
-
 def maf_side(base_url: str) -> Conversation:
     maf_openai: Any = importlib.import_module("agent_framework.openai")
     client = maf_openai.OpenAIChatClient(model=MODEL_ID, api_key=API_KEY, base_url=base_url)
@@ -125,7 +94,6 @@ SIDES: dict[str, Callable[[str], Conversation]] = {
     "openai": openai_side,
     "openai_raw": openai_raw_side,
     "agent_core": agent_core_side,
-    "agent_core_otel": agent_core_otel_side,
     "maf": maf_side,
 }
 
