@@ -16,14 +16,14 @@ import logging
 import secrets
 import time
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from agent_core.agents import AgentResponse, AgentResponseUpdate
 from agent_core.approvals import APPROVALS_KEY
-from agent_core.compaction import COMPACTION_STATE_KEY
+from agent_core.compaction import COMPACTION_STATE_KEY, CompactionState
 from agent_core.messages import Message
 from agent_core.providers import BaseHistoryProvider, InMemoryHistoryProvider
 from agent_core.sessions import AgentSession, service_id_text
@@ -106,6 +106,8 @@ class TurnResult:
     turn: int
     replayed: bool = False
     """True when this is the stored reply of an earlier request with the same Idempotency-Key."""
+    compacted: bool = False
+    """True when the turn's history compaction moved the window or the summary (`agent.compactions`)."""
 
 
 @dataclass
@@ -120,7 +122,8 @@ async def turn(runtime: Runtime, spec: AgentSpec, request: TurnRequest) -> Async
     """Load the session, take its lease, run the agent and commit the turn; every failure leaves the
     session as it was (and frees the lease). Yields the run's updates when `request.stream` is set, and
     always ends with the result: the committed turn, or the stored one for a repeated Idempotency-Key.
-    With telemetry on, each turn counts in `agent.turns` (completed or failed) and `agent.session.size`.
+    With telemetry on, each turn counts in `agent.turns` (completed or failed), `agent.session.size` and, when
+    its compaction moved the window, `agent.compactions`.
     """
     metrics = telemetry.metrics()
     try:
@@ -129,6 +132,8 @@ async def turn(runtime: Runtime, spec: AgentSpec, request: TurnRequest) -> Async
                 if metrics is not None and event.result is not None:
                     metrics.turn(spec.name, "completed")
                     metrics.session_size(spec.name, event.result.session.size_bytes)
+                    if event.result.compacted:
+                        metrics.compaction(spec.name)
                 yield event
     except Exception:
         if metrics is not None:
@@ -193,7 +198,8 @@ async def _leased_turn(
         if created_conversation is not None:
             await _delete_conversation(runtime, created_conversation)
         raise
-    yield TurnEvent(result=TurnResult(response, committed, committed.turns))
+    compacted = compaction_moved(leased.state, session.state)
+    yield TurnEvent(result=TurnResult(response, committed, committed.turns, compacted=compacted))
 
 
 async def run_turn(runtime: Runtime, spec: AgentSpec, request: TurnRequest) -> TurnResult:
@@ -287,3 +293,19 @@ async def _delete_conversation(runtime: Runtime, conversation_id: str) -> None:
         await runtime.client.delete_conversation(conversation_id)
     except Exception as exc:
         logger.warning("could not delete conversation %s of a failed turn: %s", conversation_id, exc)
+
+
+def compaction_moved(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
+    """Whether a turn's compaction changed what is sent (window, stubs or summary) between the session state it
+    started from and the one it commits; the token calibration alone does not count."""
+    old, new = before.get(COMPACTION_STATE_KEY), after.get(COMPACTION_STATE_KEY)
+    if not isinstance(new, CompactionState):
+        return False
+    if not isinstance(old, CompactionState):
+        old = CompactionState()
+    return (old.first_kept, old.stubbed_through, old.summarized_through, old.summary) != (
+        new.first_kept,
+        new.stubbed_through,
+        new.summarized_through,
+        new.summary,
+    )

@@ -29,11 +29,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from agent_core import observability
+from agent_core.compaction import COMPACTION_STATE_KEY, CompactionState
 from agent_core.exceptions import ConfigurationError, ModelRateLimitError
 from agent_core.messages import Content, Message
 from agent_core.observability import OPERATION_DURATION_BUCKETS, TOKEN_USAGE_BUCKETS, OtelAttr
 from service.settings import AppSettings
 from service.telemetry import ServiceMetrics, TelemetryConfig, aad_client_id, ensure_configured
+from service.turns import compaction_moved
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -332,6 +334,30 @@ def test_service_metrics() -> None:
     assert values("agent.session.size") == {(("agent", "shopping"),): (1, 5000)}
     assert values("agent.sweep.sessions") == {(("result", "expired"),): 1, (("result", "refiled"),): 2}
     assert values("agent.sweep.duration") == {(): (1, 0.25)}
+
+
+FRESH = CompactionState()
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "counted"),
+    [
+        (None, None, False),  # no compaction configured
+        (None, FRESH, False),  # the first turn: nothing moved yet
+        (FRESH, FRESH.model_copy(update={"first_kept": 4}), True),  # the window moved
+        (FRESH, FRESH.model_copy(update={"stubbed_through": 3}), True),  # old tool results stubbed
+        (FRESH, FRESH.model_copy(update={"summary": "s", "summarized_through": 4}), True),  # summarized
+        (FRESH, FRESH.model_copy(update={"token_ratio": 1.3}), False),  # calibration alone
+    ],
+    ids=["none", "first", "window", "stubs", "summary", "calibration"],
+)
+def test_a_turn_counts_as_compacted_when_what_is_sent_changed(
+    before: CompactionState | None, after: CompactionState | None, counted: bool
+) -> None:
+    def state(value: CompactionState | None) -> dict[str, Any]:
+        return {} if value is None else {COMPACTION_STATE_KEY: value}
+
+    assert compaction_moved(state(before), state(after)) is counted
 
 
 @pytest.mark.parametrize(
