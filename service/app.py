@@ -4,6 +4,9 @@
 app settings) on the first request, so importing the app stays cheap. Tests and tools pass explicit settings
 and get an app of their own; nothing patches the process environment or reaches into module state.
 
+A new route needs its entry in service/http/operations.py too: the OpenAPI document is built from the routes
+registered here and refuses a route it cannot describe.
+
 HTTP functions use the FastAPI types of the HTTP streaming extension, as the platform requires for streamed
 responses (PYTHON_ENABLE_INIT_INDEXING=1). Each route accepts every method and answers 405 itself, so a wrong
 method gets a problem+json 405 on the platform too.
@@ -17,6 +20,7 @@ import sys
 from collections.abc import Iterable, Mapping
 
 import azure.functions as func
+from azure.functions.decorators.http import HttpTrigger
 from azurefunctions.extensions.http.fastapi import Request, Response
 
 from .agents import AGENTS
@@ -45,6 +49,20 @@ class AgentFunctionApp(func.FunctionApp):
     def __init__(self, api: HttpApi) -> None:
         super().__init__(http_auth_level=func.AuthLevel.FUNCTION)
         self.api = api
+        api.routes = self.http_routes  # the OpenAPI document describes exactly the routes registered below
+        self._functions: list[func.Function] | None = None
+
+    def get_functions(self) -> list[func.Function]:
+        """The functions, built once: the SDK's get_functions() refuses to run twice (it sees every name again
+        as a duplicate), and the host, the dev server and the OpenAPI document all read them."""
+        if self._functions is None:
+            self._functions = super().get_functions()
+        return self._functions
+
+    def http_routes(self) -> list[str]:
+        """The route templates of the app's HTTP functions, in the order they are registered."""
+        triggers = (function.get_trigger() for function in self.get_functions())
+        return [str(t.route) for t in triggers if isinstance(t, HttpTrigger)]
 
 
 def create_app(settings: AppSettings | None = None, agents: Mapping[str, AgentSpec] = AGENTS) -> AgentFunctionApp:
@@ -89,6 +107,11 @@ def create_app(settings: AppSettings | None = None, agents: Mapping[str, AgentSp
     async def playground(req: Request) -> Response:
         """GET: the playground page (always locally; in Azure only with AGENT_PLAYGROUND_ENABLED)."""
         return await api.playground(req)
+
+    @app.route(route="openapi.json", methods=ALL_METHODS, auth_level=func.AuthLevel.ANONYMOUS)
+    async def openapi(req: Request) -> Response:
+        """GET: the OpenAPI 3.1 document of these routes (service/http/operations.py describes each)."""
+        return await api.openapi(req)
 
     @app.route(route="health", methods=ALL_METHODS, auth_level=func.AuthLevel.ANONYMOUS)
     async def health(req: Request) -> Response:

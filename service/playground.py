@@ -1,4 +1,4 @@
-"""The playground page (GET /api/playground) and the agents list it starts from (GET /api/agents).
+"""The playground page (GET /api/playground); the agents list it starts from is GET /api/agents (views.py).
 
 The page is one static file, `playground.html`, with its script and style inline: no build step and nothing
 loaded from anywhere else. It is sent with a Content-Security-Policy that allows exactly its own inline script
@@ -14,13 +14,9 @@ import base64
 import functools
 import hashlib
 import re
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from starlette.responses import Response
-
-from .runtime import AgentSpec
 
 PAGE = Path(__file__).with_name("playground.html")
 _INLINE = re.compile(r"<(script|style)>(.*?)</\1>", re.S)
@@ -58,20 +54,3 @@ def playground_response() -> Response:
         "Cache-Control": "no-cache",
     }
     return Response(body, media_type="text/html; charset=utf-8", headers=headers)
-
-
-def agents_view(agents: Mapping[str, AgentSpec]) -> dict[str, Any]:
-    """The served agents: name, description and tools (with whether a person approves each call)."""
-    return {
-        "agents": [
-            {
-                "name": spec.name,
-                "description": spec.description,
-                "tools": [
-                    {"name": t.name, "description": t.description, "requires_approval": t.requires_approval}
-                    for t in spec.tools
-                ],
-            }
-            for spec in sorted(agents.values(), key=lambda s: s.name)
-        ]
-    }

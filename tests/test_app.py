@@ -32,6 +32,7 @@ def test_the_factory_reads_no_settings():
         "rewind",
         "agents_list",
         "playground",
+        "openapi",
         "health",
         "expire_sessions",
     ]

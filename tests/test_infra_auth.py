@@ -90,15 +90,15 @@ def test_authsettings_require_an_entra_id_token_except_on_the_health_route():
         assert {"type": "min_length", "argument": 1} in auth["parameters"][name]["decorators"], name
 
 
-def test_the_anonymous_path_is_exactly_the_health_route():
+def test_the_anonymous_paths_are_exactly_the_health_and_openapi_routes():
     excluded = bicep(AUTH_MODULE)["parameters"]["excludedPaths"]["default"]
     host = json.loads((ROOT / "host.json").read_text())
     prefix = host.get("extensions", {}).get("http", {}).get("routePrefix", "api")
     # The routes are registered in function_app.py or the app factory it calls.
     source = "\n".join(p.read_text() for p in [ROOT / "function_app.py", *(ROOT / "service").rglob("*.py")])
     anonymous = re.findall(r'route="([^"]+)"[^)]*auth_level=func\.AuthLevel\.ANONYMOUS', source)
-    assert anonymous == ["health"]
-    assert excluded == [f"/{prefix}/health"]
+    assert sorted(anonymous) == ["health", "openapi.json"]
+    assert excluded == [f"/{prefix}/health", f"/{prefix}/openapi.json"]
 
 
 def test_the_app_settings_follow_the_mode_and_are_absent_until_it_is_chosen():

@@ -4,7 +4,7 @@
 // The platform checks every request's bearer token (signature, issuer, audience, lifetime) before the app
 // sees it, answers 401 itself when there is none, strips any X-MS-CLIENT-PRINCIPAL* headers a client sent
 // and sets its own, which the app then trusts (service/auth.py). An API only accepts tokens: no login
-// flow, no token store, no client secret. The anonymous health probe stays reachable.
+// flow, no token store, no client secret. The anonymous health probe and OpenAPI document stay reachable.
 
 @description('Name of the function app.')
 param functionAppName string
@@ -20,9 +20,10 @@ param allowedAudiences array
 @description('Issuer of accepted tokens: Entra ID v2.0 of the tenant.')
 param openIdIssuer string
 
-@description('Paths served without authentication: the health probe.')
+@description('Paths served without authentication: the health probe and the OpenAPI document.')
 param excludedPaths array = [
   '/api/health'
+  '/api/openapi.json'
 ]
 
 resource functionApp 'Microsoft.Web/sites@2024-04-01' existing = {

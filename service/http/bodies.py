@@ -14,6 +14,7 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -175,11 +176,16 @@ class UpdateSessionBody(_Body):
         return self
 
 
+CURSOR = WithJsonSchema({"type": "string", "description": "`next_cursor` of the previous page (opaque)"})
+"""A cursor's wire form for the OpenAPI document: the models hold it decoded."""
+
+
 class SessionListQuery(BaseModel):
     """GET .../sessions query. Other parameters are left alone: the platform's `code` key arrives here too."""
 
     limit: int = Field(default=20, ge=1, le=100)
-    cursor: str | None = Field(default=None, description="the row key after which the page starts")
+    cursor: Annotated[str | None, CURSOR] = None
+    """Decoded: the row key after which the page starts."""
 
     @field_validator("cursor", mode="before")
     @classmethod
@@ -275,7 +281,8 @@ class HistoryQuery(BaseModel):
     """GET .../messages query. Other parameters are left alone: the platform's `code` key arrives here too."""
 
     limit: int = Field(default=50, ge=1, le=200)
-    cursor: int = Field(default=0, description="the index after which the page starts, decoded from the cursor")
+    cursor: Annotated[int, CURSOR] = 0
+    """Decoded: the index after which the page starts."""
 
     @field_validator("cursor", mode="before")
     @classmethod

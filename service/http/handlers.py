@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from agent_core.exceptions import ConfigurationError
 from agent_core.sessions import new_session_id
@@ -23,7 +24,7 @@ from agent_core.sessions import new_session_id
 from .. import telemetry
 from ..expiry import SweepResult, sweep
 from ..ownership import check_attachable
-from ..playground import agents_view, playground_response
+from ..playground import playground_response
 from ..runtime import AgentSpec, Runtime, RuntimeHolder
 from ..settings import AppSettings
 from ..storage import SessionConflictError, StoredSession, StoreError, branching
@@ -44,14 +45,18 @@ from .bodies import (
     parse_query,
     read_json,
 )
+from .openapi import openapi_document
 from .problems import HttpError, method_not_allowed, not_found, to_http_error
+from .replies import ForkedFrom, ForkReply, Health, RewindReply
 from .sse import stream_response
-from .views import history_page, listed_view, session_detail, turn_payload
+from .views import agent_list, history_page, session_detail, session_page, session_reply, turn_reply
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[["HttpApi", Runtime, Request], Awaitable[Response]]
 Route = Callable[["HttpApi", Request], Awaitable[Response]]
+HANDLER_METHODS: dict[str, tuple[str, ...]] = {}
+"""Each handler's methods, by its name: the OpenAPI document checks its operations against these."""
 
 
 def handler(*methods: str, anonymous: bool = False) -> Callable[[Handler], Route]:
@@ -61,6 +66,8 @@ def handler(*methods: str, anonymous: bool = False) -> Callable[[Handler], Route
     """
 
     def decorate(fn: Handler) -> Route:
+        HANDLER_METHODS[fn.__name__] = methods
+
         @functools.wraps(fn)
         async def route(api: HttpApi, request: Request) -> Response:
             if request.method not in methods:
@@ -112,6 +119,9 @@ class HttpApi:
     def __init__(self, agents: dict[str, AgentSpec], settings: AppSettings | None = None) -> None:
         self.runtime = RuntimeHolder(agents, settings)  # settings None: the process environment, on first use
         self._background: set[asyncio.Task[None]] = set()
+        self.routes: Callable[[], Sequence[str]] = tuple
+        """The app's HTTP route templates (set by the app, service/app.py): what the OpenAPI document describes."""
+        self._openapi: bytes | None = None
 
     # agents/{agent}/sessions
     @handler("GET", "POST")
@@ -122,7 +132,7 @@ class HttpApi:
         if request.method == "GET":
             query = parse_query(SessionListQuery, request)
             page, next_cursor = await catalog.page(caller, spec.name, limit=query.limit, after=query.cursor)
-            return JSONResponse({"sessions": [listed_view(item) for item in page], "next_cursor": next_cursor})
+            return session_page(page, next_cursor).response()
         data = await read_json(request, runtime.settings.limits.max_request_bytes, required=False)
         body = parse(CreateSessionBody, data)
         if body.service_session_id:
@@ -138,7 +148,7 @@ class HttpApi:
         )
         listed = await self._list_new(runtime, catalog, stored, body.title, body.metadata)
         location = f"{request.url.path.rstrip('/')}/{stored.session_id}"
-        return JSONResponse(listed_view(listed), status_code=201, headers={"Location": location})
+        return session_reply(listed).response(201, {"Location": location})
 
     async def _list_new(
         self,
@@ -170,13 +180,12 @@ class HttpApi:
             body = parse(UpdateSessionBody, data)
         stored = await runtime.store.load(caller, spec.name, session_id(request), with_history=False)
         if request.method == "GET":
-            details = await catalog.details(stored)
-            return JSONResponse({**session_detail(stored), "title": details.title, "metadata": details.metadata})
+            return session_detail(await catalog.details(stored)).response()
         if request.method == "PATCH":
             updated = await catalog.update(
                 stored, title=body.title, metadata=body.metadata, set_title="title" in body.model_fields_set
             )
-            return JSONResponse(listed_view(updated))
+            return session_reply(updated).response()
         if not await runtime.store.delete_header(stored):
             raise SessionConflictError("the session changed while being deleted; nothing was deleted")
         try:
@@ -217,7 +226,7 @@ class HttpApi:
             _, page, next_after = await runtime.store.list_messages(
                 caller, spec.name, session_id(request), after=query.cursor, limit=query.limit
             )
-            return JSONResponse(history_page(page, next_after))
+            return history_page(page, next_after).response()
         limits = runtime.settings.limits
         data = await read_json(request, limits.max_request_bytes, required=True)
         body = parse(TurnBody, data)
@@ -236,7 +245,7 @@ class HttpApi:
         if stream:
             return await stream_response(turn(runtime, spec, turn_request), self._background)
         result = await run_turn(runtime, spec, turn_request)
-        return JSONResponse(turn_payload(result), headers=replay_headers(result))
+        return turn_reply(result).response(headers=replay_headers(result))
 
     # agents/{agent}/sessions/{session_id}/fork
     @handler("POST")
@@ -254,8 +263,8 @@ class HttpApi:
         metadata = details.metadata if body.metadata is None else body.metadata
         listed = await self._list_new(runtime, catalog, forked.session, title, metadata)
         location = f"{request.url.path.rstrip('/').rsplit('/', 2)[0]}/{forked.session.session_id}"
-        reply = {**listed_view(listed), "forked_from": {"session_id": source_id, "turn": forked.turn}}
-        return JSONResponse(reply, status_code=201, headers={"Location": location})
+        reply = ForkReply(**dict(session_reply(listed)), forked_from=ForkedFrom(session_id=source_id, turn=forked.turn))
+        return reply.response(201, {"Location": location})
 
     # agents/{agent}/sessions/{session_id}/rewind
     @handler("POST")
@@ -265,7 +274,8 @@ class HttpApi:
         data = await read_json(request, runtime.settings.limits.max_request_bytes, required=True)
         body = parse(RewindBody, data)
         rewound, dropped = await branching.rewind(runtime.store, caller, spec.name, session_id(request), body.turn)
-        return JSONResponse({**session_detail(rewound), "dropped_turns": dropped})
+        detail = session_detail(await SessionCatalog(runtime.store.table).details(rewound))
+        return RewindReply(**dict(detail), dropped_turns=dropped).response()
 
     # health
     @handler("GET", anonymous=True)
@@ -275,20 +285,24 @@ class HttpApi:
         except StoreError as exc:
             logger.warning("health: storage unreachable: %s", exc)
             raise HttpError(503, "Service Unavailable", "session storage is unreachable", retry_after=5) from None
-        return JSONResponse(
-            {
-                "status": "ok",
-                "model": runtime.model_kind,
-                "agents": sorted(runtime.agents),
-                "time": datetime.now(UTC).isoformat(),
-            }
-        )
+        return Health(
+            status="ok", model=runtime.model_kind, agents=sorted(runtime.agents), time=datetime.now(UTC)
+        ).response()
 
     # agents
     @handler("GET")
     async def agents(self, runtime: Runtime, request: Request) -> Response:
         await owner(runtime, request)  # a user route: the caller's credentials are checked like everywhere else
-        return JSONResponse(agents_view(runtime.agents))
+        return agent_list(runtime.agents).response()
+
+    # openapi.json
+    @handler("GET", anonymous=True)
+    async def openapi(self, runtime: Runtime, request: Request) -> Response:
+        """The OpenAPI document of this app, built once (it depends on the routes and agents only)."""
+        if self._openapi is None:
+            document = openapi_document(self.routes(), HANDLER_METHODS, sorted(self.runtime.agents))
+            self._openapi = json.dumps(document, separators=(",", ":")).encode()
+        return Response(self._openapi, media_type="application/json")
 
     # playground
     @handler("GET")

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from agent_core.exceptions import (
     AgentInputError,
@@ -34,10 +34,10 @@ from ..storage import (
 )
 from ..storage.branching import BranchingError
 from ..turns import IdempotencyKeyReusedError, TurnInProgressError
+from .replies import Problem
 
 logger = logging.getLogger(__name__)
 
-PROBLEM_JSON = "application/problem+json"
 DEFAULT_RETRY_AFTER = 5
 """Seconds to tell a client when the model or storage is throttling without saying (or saying `soon`)."""
 MAX_RETRY_AFTER = 300
@@ -61,14 +61,15 @@ class HttpError(Exception):
         self.status, self.title, self.detail, self.retry_after, self.extra = status, title, detail, retry_after, extra
         self.headers = headers or {}
 
-    def body(self) -> dict[str, Any]:
-        return {"type": "about:blank", "title": self.title, "status": self.status, "detail": self.detail, **self.extra}
+    def problem(self) -> Problem:
+        """The body: a `Problem` (replies.py), so an extra field the model does not describe fails loudly."""
+        return Problem(type="about:blank", title=self.title, status=self.status, detail=self.detail, **self.extra)
 
     def response(self, headers: dict[str, str] | None = None) -> Response:
         headers = {**self.headers, **(headers or {})}
         if self.retry_after is not None:
             headers["Retry-After"] = str(min(max(1, math.ceil(self.retry_after)), MAX_RETRY_AFTER))
-        return JSONResponse(self.body(), status_code=self.status, headers=headers, media_type=PROBLEM_JSON)
+        return self.problem().response(self.status, headers)
 
 
 def not_found(what: str) -> HttpError:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
-from typing import Any
 
 from starlette.responses import Response, StreamingResponse
 
@@ -13,26 +11,28 @@ from agent_core.agents import AgentResponseUpdate
 
 from ..turns import TurnEvent
 from .problems import to_http_error
-from .views import turn_payload
+from .replies import ApprovalRequestEvent, DeltaEvent, Reply, ToolCallEvent, ToolResultEvent
+from .views import turn_reply
 
 EVENT_STREAM = "text/event-stream"
 
 
-def sse(event: str, data: dict[str, Any]) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+def sse(event: str, data: Reply) -> bytes:
+    """One event; its data is the JSON of the event's reply model (replies.SSE_EVENTS names each)."""
+    return f"event: {event}\ndata: {data.to_json()}\n\n".encode()
 
 
 def update_events(update: AgentResponseUpdate) -> list[bytes]:
     events: list[bytes] = []
     if update.text:
-        events.append(sse("delta", {"text": update.text}))
+        events.append(sse("delta", DeltaEvent(text=update.text)))
     for c in update.contents:
         if c.type == "function_call":
-            events.append(sse("tool_call", {"call_id": c.call_id, "name": c.name, "arguments": c.arguments}))
+            events.append(sse("tool_call", ToolCallEvent(call_id=c.call_id, name=c.name, arguments=c.arguments)))
         elif c.type == "function_result":
-            events.append(sse("tool_result", {"call_id": c.call_id, "name": c.name, "result": c.result}))
+            events.append(sse("tool_result", ToolResultEvent(call_id=c.call_id, name=c.name, result=c.result)))
         elif c.type == "function_approval_request":
-            events.append(sse("approval_request", {"id": c.id, "name": c.name, "arguments": c.arguments}))
+            events.append(sse("approval_request", ApprovalRequestEvent(id=c.id, name=c.name, arguments=c.arguments)))
     return events
 
 
@@ -51,7 +51,7 @@ async def stream_response(turn: AsyncIterator[TurnEvent], background: set[asynci
                     for chunk in update_events(event.update):
                         queue.put_nowait(chunk)
                 elif event.result is not None:
-                    queue.put_nowait(sse("done", turn_payload(event.result)))
+                    queue.put_nowait(sse("done", turn_reply(event.result)))
         except Exception as exc:
             queue.put_nowait(exc)
         finally:
@@ -67,7 +67,7 @@ async def stream_response(turn: AsyncIterator[TurnEvent], background: set[asynci
     async def events() -> AsyncIterator[bytes]:
         item: bytes | Exception | None = first
         while item is not None:
-            yield sse("error", to_http_error(item).body()) if isinstance(item, Exception) else item
+            yield sse("error", to_http_error(item).problem()) if isinstance(item, Exception) else item
             item = await queue.get()
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

@@ -1,4 +1,5 @@
-"""What the HTTP API shows: sessions, turn replies and history pages as JSON, and the history cursor codec.
+"""What the HTTP API shows: sessions, turn replies, history pages and agents as reply models (replies.py), and
+the history cursor codec.
 
 `state` is shown as plain JSON (what the client gave and providers wrote), never the store's `$type`
 encoding; the approvals the runtime keeps in the state are their own field.
@@ -7,7 +8,7 @@ encoding; the approvals the runtime keeps in the state are their own field.
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel
@@ -16,36 +17,50 @@ from agent_core.agents import AgentResponse
 from agent_core.approvals import pending_requests
 from agent_core.messages import Content, Message
 
-from ..storage import StoredSession
+from ..runtime import AgentSpec
 from ..storage.catalog import Listed
 from ..turns import RESERVED_STATE_KEYS, TurnResult
+from .replies import (
+    AgentInfo,
+    AgentList,
+    ApprovalRequest,
+    HistoryPage,
+    Session,
+    SessionDetail,
+    SessionPage,
+    Tool,
+    TurnReply,
+)
 
 
-def session_view(stored: StoredSession) -> dict[str, Any]:
-    """A session's metadata (the reply to create, and part of GET)."""
-    return {
-        "session_id": stored.session_id,
-        "agent": stored.agent,
-        "history": stored.history,
-        "service_session_id": stored.service_session_id,
-        "created_at": stored.created_at.isoformat(),
-        "updated_at": stored.updated_at.isoformat(),
-        "expires_at": stored.expires_at.isoformat(),
-        "turns": stored.turns,
-        "message_count": stored.message_count,
-    }
-
-
-def listed_view(listed: Listed) -> dict[str, Any]:
+def session_reply(listed: Listed) -> Session:
     """A session with its title and metadata (the list's items, the replies to create and PATCH)."""
-    return {**session_view(listed.session), "title": listed.title, "metadata": listed.metadata}
+    stored = listed.session
+    return Session(
+        session_id=stored.session_id,
+        agent=stored.agent,
+        history=stored.history,
+        service_session_id=stored.service_session_id,
+        created_at=stored.created_at,
+        updated_at=stored.updated_at,
+        expires_at=stored.expires_at,
+        turns=stored.turns,
+        message_count=stored.message_count,
+        title=listed.title,
+        metadata=listed.metadata,
+    )
 
 
-def session_detail(stored: StoredSession) -> dict[str, Any]:
+def session_detail(listed: Listed) -> SessionDetail:
     """GET of a session: metadata, `state` as plain JSON, and the pending approval requests."""
+    stored = listed.session
     state = {k: v for k, v in stored.state.items() if k not in RESERVED_STATE_KEYS}
-    pending = pending_requests(stored.state)
-    return {**session_view(stored), "state": plain_json(state), "pending_approvals": approvals(pending)}
+    pending = approvals(pending_requests(stored.state))
+    return SessionDetail(**dict(session_reply(listed)), state=plain_json(state), pending_approvals=pending)
+
+
+def session_page(page: Sequence[Listed], next_cursor: str | None) -> SessionPage:
+    return SessionPage(sessions=[session_reply(item) for item in page], next_cursor=next_cursor)
 
 
 def plain_json(value: Any) -> Any:
@@ -62,37 +77,47 @@ def plain_json(value: Any) -> Any:
     return value
 
 
-def approvals(requests: Sequence[Content]) -> list[dict[str, Any]]:
-    return [{"id": r.id, "name": r.name, "arguments": r.arguments} for r in requests]
+def approvals(requests: Sequence[Content]) -> list[ApprovalRequest]:
+    return [ApprovalRequest(id=r.id, name=r.name, arguments=r.arguments) for r in requests]
 
 
-def messages_json(messages: Sequence[Message]) -> list[dict[str, Any]]:
-    return [m.model_dump(mode="json", exclude_defaults=True) for m in messages]
-
-
-def turn_payload(result: TurnResult) -> dict[str, Any]:
+def turn_reply(result: TurnResult) -> TurnReply:
     """The JSON reply to a turn (also the `done` event of a streamed turn)."""
     response: AgentResponse = result.response
     stored = result.session
-    return {
-        "session_id": stored.session_id,
-        "agent": stored.agent,
-        "turn": result.turn,
-        "text": response.text,
-        "messages": messages_json(response.messages),
-        "usage": response.usage.model_dump(),
-        "response_id": response.response_id,
-        "service_session_id": stored.service_session_id,
-        "approval_requests": approvals(response.approval_requests),
-        "expires_at": stored.expires_at.isoformat(),
-    }
+    return TurnReply(
+        session_id=stored.session_id,
+        agent=stored.agent,
+        turn=result.turn,
+        text=response.text,
+        messages=response.messages,
+        usage=response.usage,
+        response_id=response.response_id,
+        service_session_id=stored.service_session_id,
+        approval_requests=approvals(response.approval_requests),
+        expires_at=stored.expires_at,
+    )
 
 
-def history_page(page: Sequence[Message], next_after: int | None) -> dict[str, Any]:
-    return {
-        "messages": messages_json(page),
-        "next_cursor": encode_cursor(next_after) if next_after is not None else None,
-    }
+def history_page(page: Sequence[Message], next_after: int | None) -> HistoryPage:
+    return HistoryPage(messages=list(page), next_cursor=encode_cursor(next_after) if next_after is not None else None)
+
+
+def agent_list(agents: Mapping[str, AgentSpec]) -> AgentList:
+    """The served agents: name, description and tools (with whether a person approves each call)."""
+    return AgentList(
+        agents=[
+            AgentInfo(
+                name=spec.name,
+                description=spec.description,
+                tools=[
+                    Tool(name=t.name, description=t.description, requires_approval=t.requires_approval)
+                    for t in spec.tools
+                ],
+            )
+            for spec in sorted(agents.values(), key=lambda s: s.name)
+        ]
+    )
 
 
 def encode_cursor(after: int) -> str:
