@@ -91,4 +91,4 @@ def test_importing_the_function_app_is_cheap():
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "OPENAI_", "AGENT_", "SessionStorage"))}
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "9"  # eight routes and the timer, indexed without any settings
+    assert proc.stdout.strip() == "10"  # nine routes and the timer, indexed without any settings
