@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP_NODELAY, see serving
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", args.port))
+    listener.listen(128)  # before the URL is printed: a client connecting at once waits in the backlog, not refused
     print(f"echo model on http://127.0.0.1:{listener.getsockname()[1]}/v1", flush=True)
     uvicorn.Server(uvicorn.Config(model, lifespan="off", log_level="warning")).run(sockets=[listener])
 
