@@ -54,7 +54,7 @@ async def measure(base_url: str, turns: int, conversations: int) -> dict[str, An
     conversation = agent_core_side(base_url)
 
     async def one(on: bool) -> tuple[float, str]:
-        if on:
+        if on:  # switching is not timed: a process enables telemetry once
             observability.enable_instrumentation(tracer_provider=tracer_provider, meter_provider=meter_provider)
         started = time.process_time()
         reply = await conversation(turns)
