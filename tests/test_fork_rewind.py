@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx2
 import pytest
+from azure.data.tables import UpdateMode
 
 from agent_core.compaction import COMPACTION_STATE_KEY, CompactionState
 from agent_core.messages import Message
@@ -22,7 +23,7 @@ from devtools.echo_model import EchoModel
 from service.auth import SHARED_OWNER
 from service.expiry import sweep
 from service.storage import STORAGE_RETRIES, StoredSession, TableSessionStore, partition_key
-from service.storage.branching import fork, rewind
+from service.storage.branching import BranchingError, fork, rewind
 from service.storage.statelog import PATCH_COLUMNS
 
 from .api_client import assert_problem, clean_proxy, create, history, say, say_raw, texts
@@ -438,3 +439,15 @@ async def test_fork_and_rewind_restore_the_state_after_each_turn(store: TableSes
     # a fork of a fork keeps the chain: its own turns rewind to the same states
     for turn in reversed(range(4)):
         assert (await rewind(store, "o", "a", "f4", turn))[0].state == STATES[turn]
+
+
+async def test_a_state_changed_outside_the_turns_is_refused_not_guessed(store: TableSessionStore):
+    created = await store.create(
+        owner="o", agent="a", session_id="s", history="local", service_session_id=None, state={"a": 1}
+    )
+    stored = await store.commit_turn(replace(created, state={"a": 1, "b": 2}), [Message("user", ["one"])])
+    # the header's state rewritten behind the turns' back: turn 1's patch ("remove b") no longer applies
+    await store.table.update_entity({"PartitionKey": stored.pk, "RowKey": "h", "sj": '{"a":1}'}, mode=UpdateMode.MERGE)
+    with pytest.raises(BranchingError, match="cannot be restored"):
+        await rewind(store, "o", "a", "s", 0)
+    assert (await store.load("o", "a", "s")).turns == 1  # nothing written

@@ -53,7 +53,16 @@ from .layout import (
     turn_range,
     unpack,
 )
-from .statelog import PATCH_COLUMNS, decoded, patch_props, read_patch, reverse_patch, rewound, stored_json
+from .statelog import (
+    PATCH_COLUMNS,
+    StateHistoryError,
+    decoded,
+    patch_props,
+    read_patch,
+    reverse_patch,
+    rewound,
+    stored_json,
+)
 from .store import TableSessionStore
 
 logger = logging.getLogger(__name__)
@@ -92,7 +101,10 @@ class TurnLog:
 
     def state_json_at(self, turn: int) -> Any:
         """The stored state JSON right after `turn`: the header's, with later turns' patches undone."""
-        return rewound(self.header.state_json, [t.patch for t in reversed(self.turns) if t.turn > turn])
+        try:
+            return rewound(self.header.state_json, [t.patch for t in reversed(self.turns) if t.turn > turn])
+        except StateHistoryError as exc:
+            raise BranchingError(f"the state as it was after turn {turn} cannot be restored: {exc}") from None
 
     def first_kept(self) -> int:
         """The first turn whose rows are kept (history retention may have removed older ones)."""

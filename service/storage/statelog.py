@@ -19,10 +19,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jsonpatch
+import jsonpointer
 
 from agent_core.sessions import decode_value, encode_value
 
-from .errors import TurnTooLargeError
+from .errors import StoreError, TurnTooLargeError
 from .layout import PIECES_PER_ENTITY, pack, unpack
 
 PATCH_PREFIX = "p"
@@ -68,12 +69,19 @@ def read_patch(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return operations
 
 
+class StateHistoryError(StoreError):
+    """The recorded state changes do not apply to the stored state (it was changed outside a turn)."""
+
+
 def rewound(state_json: Any, patches_newest_first: Sequence[Sequence[Mapping[str, Any]]]) -> Any:
     """The stored JSON after applying reverse patches, newest turn first: the state as it was before them."""
     document = state_json
     for operations in patches_newest_first:
         if operations:
-            document = jsonpatch.apply_patch(document, list(operations))
+            try:
+                document = jsonpatch.apply_patch(document, list(operations))
+            except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
+                raise StateHistoryError(f"the session's recorded state changes do not apply: {exc}") from None
     return document
 
 
