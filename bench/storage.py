@@ -20,6 +20,7 @@ from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
 from service.storage import HEADER_RK, STORAGE_RETRIES, RequestCounter, StoreLimits, TableSessionStore
+from service.storage.layout import turn_rk
 
 _BATCH = 100  # entities per transaction
 LIMITS = StoreLimits(ttl_seconds=86_400, max_session_bytes=64 << 20, max_state_bytes=1 << 16)
@@ -114,7 +115,7 @@ async def raw_turn(client: TableClient, pk: str, turn_row: dict[str, Any]) -> Ra
     now = datetime.now(UTC)
     turn = int(header["turns"]) + 1
     new_header = {**header, "turns": turn, "updated_at": now, "expires_at": now + timedelta(days=1)}
-    row = {**turn_row, "PartitionKey": pk, "RowKey": f"t~{header['inc']}~{turn:08d}"}
+    row = {**turn_row, "PartitionKey": pk, "RowKey": turn_rk(str(header["inc"]), turn)}
     condition = {
         "mode": UpdateMode.REPLACE,
         "etag": header.metadata["etag"],

@@ -11,6 +11,12 @@ from typing import Literal
 from pydantic import SecretStr
 
 from agent_core.agents import Agent
+from agent_core.compaction import (
+    CompactionStrategy,
+    SummarizationStrategy,
+    TokenBudgetComposedStrategy,
+    ToolResultCompactionStrategy,
+)
 from agent_core.exceptions import ConfigurationError
 from agent_core.middleware import Middleware
 from agent_core.model_client import ResponsesClient
@@ -49,14 +55,30 @@ class AgentSpec:
             tools=list(self.tools),
             context_providers=[*self.context_providers(), *extra],
             middleware=list(self.middleware),
+            compaction_strategy=served_compaction(settings),
         )
+
+
+def served_compaction(settings: AppSettings) -> CompactionStrategy | None:
+    """The served agents' compaction: under AGENT_COMPACTION_TOKEN_BUDGET, old tool results become stubs
+    first, then what leaves the window is summarized by the agent's own model (a running summary)."""
+    budget = settings.compaction_token_budget
+    if not budget:
+        return None
+    return TokenBudgetComposedStrategy(
+        token_budget=budget, strategies=[ToolResultCompactionStrategy(), SummarizationStrategy()]
+    )
 
 
 def store_limits(settings: AppSettings) -> StoreLimits:
     """The TTL and size limits the store enforces, from the settings."""
     limits = settings.limits
     return StoreLimits(
-        settings.session_ttl_seconds, limits.max_session_bytes, limits.max_state_bytes, settings.turn_lease_seconds
+        settings.session_ttl_seconds,
+        limits.max_session_bytes,
+        limits.max_state_bytes,
+        settings.turn_lease_seconds,
+        settings.history_retention_turns,
     )
 
 

@@ -171,6 +171,26 @@ class AppSettings(_Settings):
         le=600,
         description="Longest an enqueued turn waits for the running one before it gets 409.",
     )
+    # Long conversations (README, "Long conversations")
+    compaction_token_budget: int = Field(
+        90000,
+        alias="AGENT_COMPACTION_TOKEN_BUDGET",
+        ge=0,
+        description="Tokens a served agent sends per model call before it compacts (tool-result stubs, then a "
+        "summary); fits a 128k-token window with AGENT_MAX_OUTPUT_TOKENS to spare. 0: no compaction.",
+    )
+    history_retention_turns: int = Field(
+        0,
+        alias="AGENT_HISTORY_RETENTION_TURNS",
+        ge=0,
+        description="0 keeps every turn for the history API; N removes turns older than the last N once they "
+        "are out of the window too.",
+    )
+    service_truncation: Literal["auto", "disabled"] = Field(
+        "auto",
+        alias="AGENT_SERVICE_TRUNCATION",
+        description="`truncation` sent for service-kept sessions (a request's own option wins).",
+    )
     # Limits
     max_request_bytes: int = Field(
         1048576, alias="AGENT_MAX_REQUEST_BYTES", ge=1024, description="Largest accepted request body (413 above)."

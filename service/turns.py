@@ -23,9 +23,9 @@ from typing import Any, Literal
 
 from agent_core.agents import AgentResponse, AgentResponseUpdate
 from agent_core.approvals import APPROVALS_KEY
-from agent_core.compaction import COMPACTION_STATE_KEY, CompactionState
+from agent_core.compaction import COMPACTION_STATE_KEY, HISTORY_START_KEY, CompactionState
 from agent_core.messages import Message
-from agent_core.providers import BaseHistoryProvider, InMemoryHistoryProvider
+from agent_core.providers import BaseHistoryProvider, InMemoryHistoryProvider, SessionContext, SupportsAgentRun
 from agent_core.sessions import AgentSession, service_id_text
 
 from . import telemetry
@@ -64,12 +64,20 @@ RESERVED_STATE_KEYS = frozenset(
 
 
 class StoredHistoryProvider(BaseHistoryProvider):
-    """History already loaded with the session header; new messages are collected for the turn's transaction."""
+    """The window loaded with the session header (its messages from index `start` of the whole history on,
+    which it tells the compaction); new messages are collected for the turn's transaction."""
 
-    def __init__(self, messages: Sequence[Message]) -> None:
+    def __init__(self, messages: Sequence[Message], start: int = 0) -> None:
         super().__init__(HISTORY_SOURCE_ID)
         self.loaded = list(messages)
+        self.start = start
         self.new_messages: list[Message] = []
+
+    async def before_run(
+        self, *, agent: SupportsAgentRun, session: AgentSession | None, context: SessionContext, state: dict[str, Any]
+    ) -> None:
+        context.metadata[HISTORY_START_KEY] = self.start
+        await super().before_run(agent=agent, session=session, context=context, state=state)
 
     async def get_messages(self, session_id: str | None, **kwargs: Any) -> list[Message]:
         return self.loaded
@@ -167,7 +175,7 @@ async def _leased_turn(
     try:
         if leased.dropping:  # a rewind was interrupted: its dropped rows go before this turn writes its own
             leased = await finish_dropping(store, leased)
-        history = StoredHistoryProvider(leased.messages)
+        history = StoredHistoryProvider(leased.messages, leased.window_start)
         agent = spec.build(runtime.client, runtime.settings, history)
         session = AgentSession(leased.session_id, leased.service_session_id, leased.state)
         owns_conversation = leased.owns_conversation
@@ -178,20 +186,22 @@ async def _leased_turn(
                 metadata=metadata
             )
             owns_conversation = True
+        options = run_options(runtime, leased, request.options)
         if request.stream:
-            stream = agent.run(request.messages, session=session, stream=True, options=request.options)
+            stream = agent.run(request.messages, session=session, stream=True, options=options)
             async for update in stream:
                 yield TurnEvent(update=update)
             response = await stream.get_final_response()
         else:
-            response = await agent.run(request.messages, session=session, options=request.options)
+            response = await agent.run(request.messages, session=session, options=options)
         service_id = service_id_text(session.service_session_id)
         owned = owns_conversation
         updated = replace(leased, state=session.state, service_session_id=service_id, owns_conversation=owned)
         record = None
         if request.idempotency_key is not None:
             record = (request.key_hash, KeyRecord(request.fingerprint, leased.turns + 1, response.model_dump_json()))
-        committed = await store.commit_turn(updated, history.new_messages, record=record)
+        keep_from = CompactionState.of(session.state).first_kept if COMPACTION_STATE_KEY in session.state else None
+        committed = await store.commit_turn(updated, history.new_messages, record=record, keep_from=keep_from)
     except BaseException as exc:
         if not isinstance(exc, SessionConflictError):  # a conflict means the lease is no longer ours
             await store.release(leased, full=isinstance(exc, SessionFullError))
@@ -200,6 +210,14 @@ async def _leased_turn(
         raise
     compacted = compaction_moved(leased.state, session.state)
     yield TurnEvent(result=TurnResult(response, committed, committed.turns, compacted=compacted))
+
+
+def run_options(runtime: Runtime, session: StoredSession, options: dict[str, Any]) -> dict[str, Any]:
+    """The request's options, with `truncation` (AGENT_SERVICE_TRUNCATION) for a session whose history the
+    model service keeps: it trims what it keeps to the model's window. A request's own `truncation` wins."""
+    if session.history == "service" and "truncation" not in options:
+        return {**options, "truncation": runtime.settings.service_truncation}
+    return options
 
 
 async def run_turn(runtime: Runtime, spec: AgentSpec, request: TurnRequest) -> TurnResult:

@@ -7,6 +7,7 @@ reset after the write does: the client cannot tell whether it was written.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -38,6 +39,8 @@ class StorageProxy:
         self._faults: deque[_Fault] = deque()
         self.requests: list[tuple[str, str]] = []
         """(method, decoded path ? raw query) of every request seen."""
+        self.entities: list[int] = []
+        """Entities each answered GET returned (a query's `value`, or 1 for a point read), in order."""
         self._lock = threading.Lock()
         self._server = ThreadedServer(self, name="storage-proxy")
         self.port = self._server.port
@@ -58,6 +61,7 @@ class StorageProxy:
         with self._lock:
             self._faults.clear()
             self.requests.clear()
+            self.entities.clear()
 
     def _take_fault(self, method: str, target: str, body: bytes) -> _Fault | None:
         with self._lock:
@@ -103,9 +107,16 @@ class StorageProxy:
             await send({"type": "http.response.start", "status": status, "headers": out})
             await send({"type": "http.response.body", "body": response.content[: len(response.content) // 2]})
             raise ConnectionResetError("storage proxy: response lost on purpose")
+        if scope["method"] == "GET" and response.status_code == 200:
+            self.entities.append(_entity_count(response.content))
         out.append((b"content-length", str(len(response.content)).encode()))
         await send({"type": "http.response.start", "status": response.status_code, "headers": out})
         await send({"type": "http.response.body", "body": response.content})
+
+    def entities_read(self) -> int:
+        """Entities returned by every GET since the last `clear()`."""
+        with self._lock:
+            return sum(self.entities)
 
     def start(self) -> StorageProxy:
         self._server.start()
@@ -113,3 +124,13 @@ class StorageProxy:
 
     def stop(self) -> None:
         self._server.stop()
+
+
+def _entity_count(content: bytes) -> int:
+    try:
+        document = json.loads(content)
+    except ValueError:
+        return 0
+    if isinstance(document, dict) and isinstance(document.get("value"), list):
+        return len(document["value"])
+    return 1 if isinstance(document, dict) and "PartitionKey" in document else 0

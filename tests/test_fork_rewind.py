@@ -24,6 +24,7 @@ from service.auth import SHARED_OWNER
 from service.expiry import sweep
 from service.storage import STORAGE_RETRIES, StoredSession, TableSessionStore, partition_key
 from service.storage.branching import BranchingError, fork, rewind
+from service.storage.layout import turn_of
 from service.storage.statelog import PATCH_COLUMNS
 
 from .api_client import assert_problem, clean_proxy, create, history, say, say_raw, texts
@@ -68,7 +69,7 @@ async def partition_rows(store: TableSessionStore, session: dict[str, Any]) -> l
 
 def turn_rows(keys: list[str]) -> list[int]:
     """The turns that have a first row among `keys` (continuations not counted)."""
-    return sorted(int(k.split("~")[2]) for k in keys if k.startswith("t~") and k.count("~") == 2)
+    return sorted(turn_of(k) for k in keys if k.startswith("h~") and k.count("~") == 2)
 
 
 def interleave(lines: list[str], replies: list[str]) -> list[str]:
@@ -417,10 +418,10 @@ async def test_fork_and_rewind_restore_the_state_after_each_turn(store: TableSes
     for n, state in enumerate(STATES[1:], start=1):
         stored = await store.commit_turn(replace(stored, state=state), [Message("user", [f"turn {n}"])])
     patches = {
-        int(row["RowKey"].split("~")[2]): {k: v for k, v in row.items() if k in PATCH_COLUMNS and v is not None}
+        turn_of(row["RowKey"]): {k: v for k, v in row.items() if k in PATCH_COLUMNS and v is not None}
         async for row in store.table.query_entities(
-            "PartitionKey eq @pk and RowKey gt @h",
-            parameters={"pk": stored.pk, "h": "t~"},
+            "PartitionKey eq @pk and RowKey gt @h and RowKey lt @end",
+            parameters={"pk": stored.pk, "h": "h~", "end": "h~~"},
             select=["RowKey", *PATCH_COLUMNS],
         )
     }

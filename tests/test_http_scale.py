@@ -1,8 +1,7 @@
-"""Long histories through HTTP: over 1,000 messages and 2 MB, with one read and two writes per turn."""
+"""Long histories through HTTP: over 1,000 messages and 2 MB, one read and two writes per turn, and once the
+served agent has compacted, a turn reads its window only."""
 
 from __future__ import annotations
-
-import math
 
 import httpx2
 
@@ -12,6 +11,7 @@ from service.storage import StoredSession, StoreLimits, TableSessionStore
 from .azurite import Azurite
 from .conftest import FunctionAppServer
 from .helpers import seen_user_messages
+from .storage_proxy import StorageProxy
 
 FILLER = "lorem ipsum dolor sit amet " * 40  # ~1 KB per message
 
@@ -26,7 +26,7 @@ async def seed_turns(seeder: TableSessionStore, stored: StoredSession, until: in
 
 
 async def test_round_trips_stay_flat_and_long_history_works(
-    http: httpx2.AsyncClient, function_app_server: FunctionAppServer, azurite: Azurite
+    http: httpx2.AsyncClient, function_app_server: FunctionAppServer, azurite: Azurite, storage_proxy: StorageProxy
 ):
     session = (await http.post("/agents/general/sessions", json={})).json()
     sid = session["session_id"]
@@ -36,18 +36,28 @@ async def test_round_trips_stay_flat_and_long_history_works(
     )
     store = function_app_server.store
     try:
-        for history_turns in (1, 100, 1000):
+        for history_turns in (1, 100, 1000, 1001):
             stored = await seed_turns(seeder, await seeder.load("anonymous", "general", sid), history_turns)
             ops_before, requests_before = dict(store.operations), store.counter.snapshot()
+            storage_proxy.clear()
             response = await http.post(url, json={"message": f"after {history_turns} turns"})
             assert response.status_code == 200, response.text
             ops = {k: v - ops_before.get(k, 0) for k, v in store.operations.items()}
             requests = {k: v - requests_before.get(k, 0) for k, v in store.counter.snapshot().items()}
             assert ops == {"read": 1, "write": 2}, history_turns  # the read, the lease, the commit
-            # the one read is one partition query; the service pages it at 1,000 rows
-            assert requests["GET"] == math.ceil((1 + stored.turns) / 1000), history_turns
+            # the one read is one range query: the header and the window, in one request or (when this process
+            # had not seen the window's current size) two, reading exactly the header and the window's rows
+            assert requests["GET"] in (1, 2), history_turns
+            assert storage_proxy.entities_read() == 1 + stored.window_rows, history_turns
             assert (requests["PATCH"], requests["POST"]) == (1, 1)  # the lease (a merge), the transaction
-            assert len(seen_user_messages(response.json()["text"])) == stored.turns + 1
+            seen = seen_user_messages(response.json()["text"])
+            if history_turns <= 100:  # within the served agents' budget: everything is sent
+                assert len(seen) == stored.turns + 1
+            else:  # past it: the summary and the last turns
+                assert len(seen) < 200
+                assert seen[-1] == f"after {history_turns} turns"
+        # turn 1,001 already read only the window the compaction at turn 1,000 left
+        assert stored.window_rows < 200 < stored.turns
     finally:
         await seeder.close()
     final = await all_message_texts(http, url)

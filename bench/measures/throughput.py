@@ -16,6 +16,8 @@ from typing import Any
 
 import httpx2
 
+from service.storage.layout import turn_rk
+
 from ..context import Context
 from ..history import AGENT, HistorySeeder
 from ..result import Result
@@ -92,7 +94,7 @@ async def run(ctx: Context) -> list[Result]:
     rounds: list[dict[str, Any]] = []
     try:
         sample = await history.new_session("tput-sample", 1)  # the floor's partitions start as a session with a turn
-        turn_row = row_properties(dict(await history.raw.get_entity(sample.pk, f"t~{sample.inc}~{1:08d}")))
+        turn_row = row_properties(dict(await history.raw.get_entity(sample.pk, turn_rk(sample.inc, 1))))
         with AppProcess(ctx.settings(table)) as app:
             async with httpx2.AsyncClient(base_url=app.base_url, timeout=120, limits=limits) as http:
                 for _ in range(ctx.sizes.throughput_runs):

@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx2
 
+from service.storage.layout import turn_rk
+
 from ..context import Context
 from ..history import AGENT, OWNER, HistorySeeder, commit
 from ..result import Result
@@ -80,7 +82,7 @@ async def measure_length(
         requests.append(diff(after["requests"], before["requests"]))
         model_s = await replay(model_http, ctx.model.last_request())
         if turn_row is None:
-            turn_row = row_properties(dict(await raw.get_entity(pk, f"t~{template.inc}~{length + 1:08d}")))
+            turn_row = row_properties(dict(await raw.get_entity(pk, turn_rk(template.inc, length + 1))))
         if not floor_first:
             floors.append(await raw_turn(raw, floor_pk, turn_row))
         turns.append(turn_s)

@@ -27,7 +27,6 @@ from ..storage import SESSION_ID_PATTERN
 from ..storage.catalog import decode_list_cursor
 from ..turns import RESERVED_STATE_KEYS
 from .problems import HttpError, bad_request, invalid, too_large
-from .views import decode_cursor
 
 MAX_JSON_DEPTH = 32
 """Deepest nesting of arrays and objects a request body may have (a turn needs 5; `state` gets the rest)."""
@@ -281,13 +280,9 @@ class HistoryQuery(BaseModel):
     """GET .../messages query. Other parameters are left alone: the platform's `code` key arrives here too."""
 
     limit: int = Field(default=50, ge=1, le=200)
-    cursor: Annotated[int, CURSOR] = 0
-    """Decoded: the index after which the page starts."""
-
-    @field_validator("cursor", mode="before")
-    @classmethod
-    def _decode(cls, value: Any) -> Any:
-        return decode_cursor(value) if isinstance(value, str) else value
+    cursor: Annotated[str | None, CURSOR] = None
+    """As sent: decoded against the session it pages (service/http/views.py), once its header is read."""
+    order: Literal["asc", "desc"] = Field(default="asc", description="asc: oldest first; desc: newest first")
 
 
 ModelT = TypeVar("ModelT", bound=BaseModel)

@@ -46,10 +46,10 @@ from .bodies import (
     read_json,
 )
 from .openapi import openapi_document
-from .problems import HttpError, method_not_allowed, not_found, to_http_error
+from .problems import HttpError, bad_request, method_not_allowed, not_found, to_http_error
 from .replies import ForkedFrom, ForkReply, Health, RewindReply
 from .sse import stream_response
-from .views import agent_list, history_page, session_detail, session_page, session_reply, turn_reply
+from .views import agent_list, decode_cursor, history_page, session_detail, session_page, session_reply, turn_reply
 
 logger = logging.getLogger(__name__)
 
@@ -223,10 +223,13 @@ class HttpApi:
         spec = agent_spec(runtime, request)
         if request.method == "GET":
             query = parse_query(HistoryQuery, request)
-            _, page, next_after = await runtime.store.list_messages(
-                caller, spec.name, session_id(request), after=query.cursor, limit=query.limit
-            )
-            return history_page(page, next_after).response()
+            stored = await runtime.store.load(caller, spec.name, session_id(request), with_history=False)
+            try:
+                position = decode_cursor(stored, query.cursor, query.order) if query.cursor else None
+            except ValueError as exc:
+                raise bad_request(str(exc)) from None
+            page = await runtime.store.read_page(stored, query.order, position, query.limit)
+            return history_page(stored, page, query.order).response()
         limits = runtime.settings.limits
         data = await read_json(request, limits.max_request_bytes, required=True)
         body = parse(TurnBody, data)

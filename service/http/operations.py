@@ -187,10 +187,11 @@ ROUTES: dict[str, RouteDoc] = {
             Operation(
                 "GET",
                 "getHistory",
-                "The session's history, oldest first, paged",
+                "The session's history, paged: oldest first (order=asc) or newest first (order=desc)",
                 {200: Answer("A page of messages", HistoryPage), **problems(*CALLER, 400, 404)},
                 query=HistoryQuery,
-                description="Empty for service-managed sessions (the service keeps their history).",
+                description="Empty for service-managed sessions (the service keeps their history). A cursor "
+                "works only on the session (and in the order) whose page returned it; any other answers 400.",
             ),
             Operation(
                 "POST",

@@ -107,7 +107,8 @@ class SessionPage(Reply):
 
 
 class HistoryPage(Reply):
-    """A page of a session's history, oldest first; follow `next_cursor` until it is null."""
+    """A page of a session's history in the order asked (asc: oldest first; desc: newest first); follow
+    `next_cursor` until it is null."""
 
     messages: Messages
     next_cursor: str | None

@@ -8,6 +8,8 @@ encoding; the approvals the runtime keeps in the state are their own field.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,10 +17,12 @@ from pydantic import BaseModel
 
 from agent_core.agents import AgentResponse
 from agent_core.approvals import pending_requests
-from agent_core.messages import Content, Message
+from agent_core.messages import Content
 
 from ..runtime import AgentSpec
+from ..storage import StoredSession
 from ..storage.catalog import Listed
+from ..storage.history import Order, Page, Position
 from ..turns import RESERVED_STATE_KEYS, TurnResult
 from .replies import (
     AgentInfo,
@@ -99,8 +103,9 @@ def turn_reply(result: TurnResult) -> TurnReply:
     )
 
 
-def history_page(page: Sequence[Message], next_after: int | None) -> HistoryPage:
-    return HistoryPage(messages=list(page), next_cursor=encode_cursor(next_after) if next_after is not None else None)
+def history_page(stored: StoredSession, page: Page, order: Order) -> HistoryPage:
+    next_cursor = encode_cursor(stored, order, page.next) if page.next is not None else None
+    return HistoryPage(messages=page.messages, next_cursor=next_cursor)
 
 
 def agent_list(agents: Mapping[str, AgentSpec]) -> AgentList:
@@ -120,17 +125,37 @@ def agent_list(agents: Mapping[str, AgentSpec]) -> AgentList:
     )
 
 
-def encode_cursor(after: int) -> str:
-    """An opaque history cursor: the index of the next message."""
-    return base64.urlsafe_b64encode(str(after).encode()).decode().rstrip("=")
+CURSOR_MAC_BYTES = 12
 
 
-def decode_cursor(cursor: str) -> int:
-    """Inverse of `encode_cursor`; ValueError for anything this API did not return."""
+def _cursor_mac(stored: StoredSession, body: str) -> bytes:
+    """Binds a cursor to one session: its partition (owner, agent, id) and incarnation (never shown)."""
+    key = f"{stored.pk}|{stored.inc}".encode()
+    return hmac.new(key, body.encode(), hashlib.sha256).digest()[:CURSOR_MAC_BYTES]
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def encode_cursor(stored: StoredSession, order: Order, position: Position) -> str:
+    """An opaque history cursor: the order and position of the next page, with a MAC binding it to the session."""
+    body = f"{order}.{position[0]}.{position[1]}"
+    return f"{_b64(body.encode())}.{_b64(_cursor_mac(stored, body))}"
+
+
+def decode_cursor(stored: StoredSession, cursor: str, order: Order) -> Position:
+    """Inverse of `encode_cursor`; ValueError for anything this session's pages in `order` did not return
+    (edited, another session's, an earlier session's with the same id, or made for the other order)."""
     try:
-        value = int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+        encoded, mac = cursor.split(".")
+        body = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode("ascii")
+        given = base64.urlsafe_b64decode(mac + "=" * (-len(mac) % 4))
     except (ValueError, UnicodeDecodeError):
         raise ValueError("cursor is not valid") from None
-    if value < 0:
-        raise ValueError("cursor is not valid")
-    return value
+    if not hmac.compare_digest(given, _cursor_mac(stored, body)):
+        raise ValueError("cursor is not valid for this session")
+    made_for, turn, offset = body.split(".")
+    if made_for != order:
+        raise ValueError(f"this cursor pages in order={made_for}")
+    return int(turn), int(offset)

@@ -35,21 +35,22 @@ from agent_core.approvals import APPROVALS_KEY, pending_requests
 from agent_core.messages import Message
 
 from .errors import SessionConflictError, SessionNotFoundError, StorageUnavailableError, StoreError, storage_errors
+from .history import spans_of, turn_groups, window_for
 from .layout import (
     HEADER_RK,
     LOAD_COLUMNS,
     MAX_TRANSACTION_ENTITIES,
     MESSAGES,
     StoredSession,
-    group_turn_rows,
+    TurnSpan,
     header_entity,
     is_key_row_of,
     key_range,
     lease_props,
+    new_inc,
     partition_key,
     stored_state_props,
     turn_entities,
-    turn_of,
     turn_range,
     unpack,
 )
@@ -110,6 +111,13 @@ class TurnLog:
         """The first turn whose rows are kept (history retention may have removed older ones)."""
         return self.turns[0].turn if self.turns else self.header.turns + 1
 
+    def spans(self, through: int) -> list[TurnSpan]:
+        """The stored turns up to `through` with their first messages' indices (counted back from the header's
+        message count, which ends with the last turn's messages)."""
+        first_start = self.header.message_count - sum(len(t.messages) for t in self.turns)
+        counted = [(t.turn, len(t.messages), len(t.keys), t.size) for t in self.turns]
+        return [s for s in spans_of(counted, first_start) if s.turn <= through]
+
 
 # --- reading -----------------------------------------------------------------------------------------
 
@@ -147,8 +155,7 @@ async def read_log(store: TableSessionStore, header: StoredSession) -> TurnLog:
             )
         ]
     log = TurnLog(header, [])
-    for group in group_turn_rows(rows):
-        number = turn_of(group[0]["RowKey"])
+    for number, group in turn_groups(rows):  # the rows come newest first
         keys = [str(row["RowKey"]) for row in group]
         if number > header.turns:
             log.stale_keys += keys  # dropped by a rewind whose deletion has not finished
@@ -207,6 +214,8 @@ async def rewind(
         dropping=0,
         record=None,
     )
+    window = window_for(log.spans(turn), rewound_session.state)
+    rewound_session.window_turn, rewound_session.window_start, rewound_session.window_rows = window
     doomed = [*(k for t in dropped for k in t.keys), *log.stale_keys, *await _dropped_records(store, header, turn)]
     keys = [{"PartitionKey": header.pk, "RowKey": k} for k in doomed]
     if len(keys) < MAX_TRANSACTION_ENTITIES:
@@ -273,9 +282,9 @@ async def _release(store: TableSessionStore, marked: StoredSession, *, keep_mark
 async def finish_dropping(store: TableSessionStore, leased: StoredSession) -> StoredSession:
     """Delete what an interrupted rewind left (rows of turns after `turns`, records of dropped turns), under
     the lease of the turn that found the mark; the returned session commits with the mark cleared."""
-    low = f"{turn_range(leased.inc)[0]}{leased.turns + 1:08d}"
+    low, high = turn_range(leased.inc, leased.turns + 1)
     query = "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high"
-    params = {"pk": leased.pk, "low": low, "high": turn_range(leased.inc)[1]}
+    params = {"pk": leased.pk, "low": low, "high": high}
     with storage_errors(f"session {leased.session_id!r}"):
         rows = [r async for r in store.table.query_entities(query, parameters=params, select=["RowKey"])]
     doomed = [str(r["RowKey"]) for r in rows] + await _dropped_records(store, leased, leased.turns)
@@ -357,10 +366,12 @@ async def fork(
         updated_at=now,
         expires_at=now + timedelta(seconds=store.limits.ttl_seconds),
         turns=turn,
-        inc=secrets.token_hex(4),
+        inc=new_inc(now),
         size_bytes=0,
+        kept_from=log.first_kept() if kept else turn + 1,
     )
     rows: list[dict[str, Any]] = []
+    counted: list[tuple[int, int, int, int]] = []
     removed = sum(len(t.messages) for t in log.turns) - sum(len(m) for m in messages)
     session.message_count = header.message_count - removed
     session.size_bytes = max(0, header.size_bytes - sum(t.size for t in log.turns))
@@ -370,7 +381,11 @@ async def fork(
             patch = reverse_patch(rewound(state_json, [logged.patch]), copied_json)
         turn_rows, size = turn_entities(session.pk, session.inc, logged.turn, turn_messages, patch_props(patch))
         rows += turn_rows
+        counted.append((logged.turn, len(turn_messages), len(turn_rows), size))
         session.size_bytes += size
+    first_start = log.spans(turn)[0].start if kept else session.message_count
+    window = window_for(spans_of(counted, first_start), copied_state)
+    session.window_turn, session.window_start, session.window_rows = window
     await store.write_new(session, rows, now=now)
     return Forked(session, header, turn)
 

@@ -40,7 +40,7 @@ from azure.data.tables.aio import TableClient
 from agent_core.messages import Message
 
 from .errors import SessionConflictError, SessionNotFoundError, storage_errors
-from .layout import HEADER_RK, MESSAGES, StoredSession, partition_key, session_from_header, turn_rk, unpack
+from .layout import HEADER_RK, MESSAGES, StoredSession, partition_key, session_from_header, turn_range, unpack
 
 CATALOG_PREFIX = "o~"
 _NEWEST = 10**13 - 1  # milliseconds since the epoch stay below this until the year 2286
@@ -211,9 +211,9 @@ class SessionCatalog:
     async def _first_message_title(self, session: StoredSession) -> str | None:
         if session.history != "local" or session.turns < 1:
             return None
-        first = turn_rk(session.inc, 1)
+        low, high = turn_range(session.inc, 1, 1)
         query = "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high"
-        params = {"pk": session.pk, "low": first, "high": turn_rk(session.inc, 2)}
+        params = {"pk": session.pk, "low": low, "high": high}
         with storage_errors(f"the first turn of {session.session_id!r}"):
             rows: list[Mapping[str, Any]] = [row async for row in self.table.query_entities(query, parameters=params)]
         if not rows:

@@ -1,13 +1,20 @@
 """How a session lies in its table partition: keys, the header row, turn rows, and packing text into properties.
 
 Layout of a session's partition (`s~<owner hash>~<agent>~<session id>`):
-  RowKey "h"                 the header: owner, agent, history mode, service id, state, times, counters, and
-                             the turn lease (id, expiry, the leased turn's idempotency key and body hash)
+  RowKey "h"                  the header: owner, agent, history mode, service id, state (the compaction state
+                              included), times, counters, the window (its first turn, that turn's first message
+                              index, its row count), the oldest turn kept, and the turn lease (id, expiry, the
+                              leased turn's idempotency key and body hash)
+  RowKey "h~<inc>~<99999999 - turn>"  one row per committed turn holding that turn's messages (continued in
+                              "...~<n>" rows when a turn is over ~900 KB compressed) and, when the turn changed
+                              the state, the patch back to the state before it (statelog.py); NEWEST FIRST
   RowKey "k~<key hash>~<inc>" the reply of a turn sent with an Idempotency-Key (continued like turn rows)
-  RowKey "t~<inc>~<turn>"    one row per committed turn holding that turn's messages (continued in
-                             "t~<inc>~<turn>~<n>" rows when a turn is over ~900 KB compressed) and, when
-                             the turn changed the state, the patch back to the state before it (statelog.py)
-`inc` is the session's incarnation: rows of an earlier session with the same id are ignored and swept.
+`inc` is the session's incarnation, newest first too (an inverted creation time): rows of an earlier session
+with the same id sort after the current one's, are never read and are swept.
+
+So the header and the newest turns are one contiguous key range: a turn reads its window (the header, then
+the turns from the newest back to the window's first turn) with one row-key range query starting at "h",
+sized by the header's row count of the window; a history page reads the turn range it covers.
 The expiry index lives in partitions `x~<yyyymmddHHMM>` (one row per session deadline); see expiry.py.
 """
 
@@ -16,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import secrets
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -29,7 +37,7 @@ from agent_core.sessions import decode_value, encode_value
 
 from .errors import InvalidSessionIdError, TurnTooLargeError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 HEADER_RK = "h"
 INDEX_PREFIX = "x~"
 SESSION_PREFIX = "s~"
@@ -52,8 +60,9 @@ HEADER_COLUMNS = [
     "schema", "session_id", "owner", "agent", "history", "service_session_id", "owns_conversation",
     "created_at", "updated_at", "expires_at", "turns", "message_count", "inc", "size_bytes",
     "lease_id", "lease_until", "lease_key", "lease_fp", "last_turn_id", "full", "dropping",
+    "window_turn", "window_start", "window_rows", "kept_from",
 ]  # fmt: skip
-_KEY_COLUMNS = ["fp", "turn"]
+_KEY_COLUMNS = ["fp", "turn", "nb"]
 LOAD_COLUMNS = [
     "PartitionKey", "RowKey", *HEADER_COLUMNS, *(f"s{c}" for c in _PIECE_COLUMNS), *_PIECE_COLUMNS, *_KEY_COLUMNS,
 ]  # fmt: skip
@@ -82,13 +91,31 @@ def index_entity(pk: str, inc: str, expires_at: datetime) -> dict[str, Any]:
     return {"PartitionKey": f"{INDEX_PREFIX}{expiry_bucket(expires_at)}", "RowKey": f"{pk}~{inc}"}
 
 
+MAX_TURN = 99_999_999
+HISTORY_END = "h~~"
+"""Past every turn row of every incarnation: `RowKey ge "h" and RowKey lt "h~~"` is the header then the history."""
+
+
+def new_inc(now: datetime) -> str:
+    """A new incarnation: the inverted creation time (newer sorts first) and 32 random bits."""
+    millis = int(now.timestamp() * 1000)
+    return f"{(1 << 44) - millis:011x}{secrets.token_hex(4)}"
+
+
 def turn_rk(inc: str, turn: int) -> str:
-    return f"t~{inc}~{turn:08d}"
+    """A turn's first row. Inverted, so that the newest turn comes first right after the header."""
+    return f"h~{inc}~{MAX_TURN - turn:08d}"
 
 
-def turn_range(inc: str) -> tuple[str, str]:
-    """RowKey bounds (low inclusive, high exclusive) of one incarnation's turn rows."""
-    return f"t~{inc}~", f"t~{inc}~~"
+def turn_range(inc: str, first: int = 1, last: int = MAX_TURN) -> tuple[str, str]:
+    """RowKey bounds (low inclusive, high exclusive) of one incarnation's rows of turns `first..last`."""
+    return turn_rk(inc, last), f"{turn_rk(inc, first)}~~"
+
+
+def row_turn(row_key: str) -> tuple[str, int]:
+    """The incarnation and turn of a turn row's key (continuation rows included)."""
+    _, inc, inverted, *_ = row_key.split("~")
+    return inc, MAX_TURN - int(inverted)
 
 
 def key_rk(inc: str, key_hash: str) -> str:
@@ -188,10 +215,32 @@ class StoredSession:
     dropping: int = 0
     """A rewind's mark: rows of turns after `turns`, up to this one, may still exist and are being deleted.
     Readers ignore every row of a turn after `turns`, so a session is never seen half rewound."""
+    window_turn: int = 1
+    """The first turn a turn loads: the one holding the compaction state's `first_kept` message."""
+    window_start: int = 0
+    """The index (in the whole history) of `window_turn`'s first message: where `messages` start."""
+    window_rows: int = 0
+    """Rows from `window_turn` to the newest turn: how many rows the next load asks for."""
+    kept_from: int = 1
+    """The oldest turn whose rows may still be stored (retention removes older ones)."""
+    spans: list[TurnSpan] = field(default_factory=list)
+    """The loaded turns, oldest first: where their messages are in `messages` and how many rows each has."""
 
     def leased(self, now: datetime) -> bool:
         """True while a turn holds the session (an expired lease no longer counts)."""
         return bool(self.lease_id) and self.lease_until is not None and self.lease_until > now
+
+
+@dataclass(frozen=True)
+class TurnSpan:
+    """One stored turn as loaded: its number, its first message's index in the whole history, its message
+    count, its rows (the first and its continuations) and the bytes of its messages' JSON."""
+
+    turn: int
+    start: int
+    messages: int
+    rows: int
+    nbytes: int
 
 
 @dataclass(frozen=True)
@@ -225,6 +274,10 @@ def header_entity(s: StoredSession, state_props: dict[str, Any]) -> dict[str, An
         "last_turn_id": s.last_turn_id,
         "full": s.full,
         "dropping": s.dropping,
+        "window_turn": s.window_turn,
+        "window_start": s.window_start,
+        "window_rows": s.window_rows,
+        "kept_from": s.kept_from,
         **{f"s{k}": v for k, v in state_props.items()},
     }
 
@@ -288,11 +341,15 @@ def session_from_header(entity: Mapping[str, Any]) -> StoredSession:
         last_turn_id=str(entity.get("last_turn_id") or ""),
         full=int(entity.get("full") or 0),
         dropping=int(entity.get("dropping") or 0),
+        window_turn=int(entity.get("window_turn") or 1),
+        window_start=int(entity.get("window_start") or 0),
+        window_rows=int(entity.get("window_rows") or 0),
+        kept_from=int(entity.get("kept_from") or 1),
     )
 
 
 def group_turn_rows(rows: Iterable[Mapping[str, Any]]) -> list[list[Mapping[str, Any]]]:
-    """Rows of one turn (the first plus its continuations) together, in turn order."""
+    """Rows of one turn (the first plus its continuations) together, in the order read (newest turn first)."""
     groups: list[list[Mapping[str, Any]]] = []
     for row in rows:
         if row["RowKey"].count("~") == 3 and groups:  # t~inc~turn~n continues the previous row
@@ -317,12 +374,14 @@ def turn_entities(
     rk = turn_rk(inc, turn)
     keys = [rk if n == 0 else f"{rk}~{n:03d}" for n in range(len(groups))]
     rows = [{"PartitionKey": pk, "RowKey": key, **props} for key, props in zip(keys, groups, strict=True)]
-    return rows, len(text.encode())
+    size = len(text.encode())
+    rows[0]["nb"] = size  # what deleting the turn frees (retention), readable with the keys alone
+    return rows, size
 
 
 def turn_of(row_key: str) -> int:
     """The turn a turn row (or one of its continuations) belongs to."""
-    return int(row_key.split("~")[2])
+    return row_turn(row_key)[1]
 
 
 def key_entities(pk: str, inc: str, key_hash: str, record: KeyRecord) -> list[dict[str, Any]]:

@@ -1,14 +1,15 @@
-"""Sessions in Azure Table Storage: one partition per session, one query to load, one transaction per turn.
+"""Sessions in Azure Table Storage: one partition per session, one range query to load, one transaction per turn.
 
-The store is configured once (`StoreLimits`: TTL and size limits) and every call goes through
-`storage_errors`, so only the store's typed errors leave it. The row layout is in layout.py.
+The store is configured once (`StoreLimits`: TTL, size limits, retention) and every call goes through
+`storage_errors`, so only the store's typed errors leave it. The row layout is in layout.py; the range
+queries of the window, history pages and retention in history.py.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-import secrets
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,17 @@ from .errors import (
     TurnTooLargeError,
     storage_errors,
 )
+from .history import (
+    Order,
+    Page,
+    Position,
+    WindowHints,
+    add_window,
+    history_page,
+    move_window,
+    plan_removal,
+    read_window,
+)
 from .layout import (
     HEADER_RK,
     INDEX_PREFIX,
@@ -46,9 +58,9 @@ from .layout import (
     HistoryMode,
     KeyRecord,
     StoredSession,
+    TurnSpan,
     estimate_bytes,
     expiry_bucket,
-    group_turn_rows,
     header_entity,
     index_entity,
     is_key_row_of,
@@ -57,14 +69,13 @@ from .layout import (
     key_record,
     key_rk,
     lease_props,
+    new_inc,
     partition_key,
     session_from_header,
     state_props,
     stored_state_props,
     turn_entities,
-    turn_of,
     turn_range,
-    unpack,
 )
 from .statelog import patch_props, reverse_patch
 
@@ -97,6 +108,9 @@ class StoreLimits:
     max_state_bytes: int = 256 << 10
     lease_seconds: int = 300
     """How long a turn holds its session before another turn may take it over (a crashed turn's bound)."""
+    keep_turns: int = 0
+    """Retention: 0 keeps every turn's rows; N removes the rows of turns older than the last N (and than the
+    window), in the commits that move past them."""
 
 
 class RequestCounter(SansIOHTTPPolicy[Any, Any]):
@@ -128,6 +142,8 @@ class TableSessionStore:
         self.counter = counter or RequestCounter()
         self.operations: dict[str, int] = {}
         """Logical storage operations (a paged query counts once; `counter` has the HTTP requests)."""
+        self.hints = WindowHints()
+        """Each session's window size as this process last saw it: the first request of a load asks for that."""
 
     def _count(self, operation: str) -> None:
         self.operations[operation] = self.operations.get(operation, 0) + 1
@@ -157,6 +173,7 @@ class TableSessionStore:
         """The same table (client, counters) under other limits: tests and tooling with their own TTL."""
         other = TableSessionStore(self.table, limits, counter=self.counter)
         other.operations = self.operations
+        other.hints = self.hints
         return other
 
     async def ensure_table(self) -> None:
@@ -195,7 +212,7 @@ class TableSessionStore:
             updated_at=now,
             expires_at=now + timedelta(seconds=self.limits.ttl_seconds),
             turns=0,
-            inc=secrets.token_hex(4),
+            inc=new_inc(now),
             size_bytes=0,
         )
         return await self.write_new(session, now=now)
@@ -218,6 +235,7 @@ class TableSessionStore:
             await self.ensure_table()
             etag = await self._create(session, header, existing, rows or [])
         session.etag = etag
+        self.hints.set(session.pk, session.window_rows)
         return session
 
     async def _create(
@@ -254,43 +272,45 @@ class TableSessionStore:
         with_history: bool = True,
         key_hash: str | None = None,
     ) -> StoredSession:
-        """Header and history in one partition query (paged by the service past 1,000 rows); with `key_hash`
-        the same query also brings that idempotency record (`session.record`)."""
+        """Header and window (`with_history`: the turns from the window's first on, see history.py) in one
+        row-key range query; with `key_hash` also that idempotency record (`session.record`), by a second
+        query sent at the same time. Without `with_history`, the header alone (a point read)."""
         now = now or datetime.now(UTC)
         pk = partition_key(owner, agent, session_id)
         self._count("read")
         with storage_errors(f"session {session_id!r}"):
             if with_history:
-                rows = [row async for row in self._partition(pk, key_hash)]
+                window = read_window(self.table, pk, self._first_page(pk))
+                if key_hash:
+                    rows, key_rows = await asyncio.gather(window, self._key_rows(pk, key_hash))
+                else:
+                    rows, key_rows = await window, []
             else:
-                rows = [await self.table.get_entity(pk, HEADER_RK)]
-        if not rows or rows[0]["RowKey"] != HEADER_RK:
+                rows, key_rows = [await self.table.get_entity(pk, HEADER_RK)], []
+        if not rows:
             raise SessionNotFoundError(f"session {session_id!r} not found")
         session = session_from_header(rows[0])
         if session.owner != owner or session.agent != agent or session.expires_at <= now:
             raise SessionNotFoundError(f"session {session_id!r} not found")
-        turn_prefix = f"t~{session.inc}~"
-        turn_rows = (
-            r for r in rows[1:] if r["RowKey"].startswith(turn_prefix) and turn_of(r["RowKey"]) <= session.turns
-        )
-        for group in group_turn_rows(turn_rows):
-            session.messages.extend(MESSAGES.validate_json(unpack(group)))
+        if with_history:
+            add_window(session, rows[1:])
+            self.hints.set(pk, len(rows) - 1)
         if key_hash:
-            key_rows = [r for r in rows[1:] if r["RowKey"].startswith(key_rk(session.inc, key_hash))]
-            record = key_record(key_rows) if key_rows else None
+            mine = [r for r in key_rows if r["RowKey"].startswith(key_rk(session.inc, key_hash))]
+            record = key_record(mine) if mine else None
             session.record = record if record is not None and record.turn <= session.turns else None  # rewound
         return session
 
-    def _partition(self, pk: str, key_hash: str | None) -> AsyncIterator[Mapping[str, Any]]:
-        """The header and turn rows (every incarnation's: the caller keeps the current one's), plus one
-        idempotency record's rows when asked; other records are not read."""
-        # the SDK substitutes @names between spaces: no parenthesis may touch one
-        query = "PartitionKey eq @pk and ( RowKey eq @h or RowKey ge @t"
-        params = {"pk": pk, "h": HEADER_RK, "t": "t~"}
-        if key_hash:
-            query += " or ( RowKey ge @klow and RowKey lt @khigh )"
-            params["klow"], params["khigh"] = key_range(key_hash)
-        return self.table.query_entities(query + " )", parameters=params, select=LOAD_COLUMNS)
+    def _first_page(self, pk: str) -> int | None:
+        hint = self.hints.get(pk)
+        return None if hint is None else hint + 1
+
+    async def _key_rows(self, pk: str, key_hash: str) -> list[Mapping[str, Any]]:
+        """One idempotency key's records (every incarnation's; the caller keeps the current one's)."""
+        low, high = key_range(key_hash)
+        query = "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high"
+        params = {"pk": pk, "low": low, "high": high}
+        return [row async for row in self.table.query_entities(query, parameters=params, select=LOAD_COLUMNS)]
 
     def check_room(self, session: StoredSession, new_messages: list[Message]) -> None:
         """Refuse (TurnTooLargeError) a turn that cannot fit, before any work is done for it: a session at
@@ -371,12 +391,18 @@ class TableSessionStore:
         new_messages: list[Message],
         *,
         record: tuple[str, KeyRecord] | None = None,
+        keep_from: int | None = None,
         now: datetime | None = None,
     ) -> StoredSession:
         """Commit one turn: `updated` is the session as loaded (and leased) with the turn's state, service id
         and conversation ownership applied. One entity group transaction writes the turn's row(s), the
         idempotency `record` (key hash, record) if any, and the header, which releases the lease; it is
         conditioned on the ETag the session was read (or leased) with. Returns the committed session.
+
+        `keep_from` is the first message (an index in the whole history) later turns need, the compaction
+        state's `first_kept`: the header's window moves to the turn holding it, so later loads start there
+        (None: the window stays). With retention (`StoreLimits.keep_turns`) the same transaction deletes the
+        rows of turns before both the window and the last `keep_turns` turns, as many as fit.
 
         Raises SessionConflictError when another writer got there first (a lease taken over included),
         SessionNotFoundError when the session was deleted meanwhile, TurnTooLargeError before writing
@@ -401,20 +427,30 @@ class TableSessionStore:
         )
         operations: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
         committed.state_json = encode_value(committed.state)
+        spans = list(updated.spans)
         if updated.history == "local":  # a row for every local turn: it carries the turn's state change too
             patch = patch_props(reverse_patch(updated.state_json, committed.state_json))
             rows, size = turn_entities(updated.pk, updated.inc, turn, new_messages, patch)
+            spans.append(TurnSpan(turn, updated.message_count, len(new_messages), len(rows), size))
             committed.size_bytes += size
             committed.message_count += len(new_messages)
             operations += [("create", row, {}) for row in rows]
         if record is not None:
             key_hash, key = record
             operations += [("upsert", row, {}) for row in key_entities(updated.pk, updated.inc, key_hash, key)]
+        window = move_window(spans, keep_from, (updated.window_turn, updated.window_start))
+        committed.window_turn, committed.window_start, committed.window_rows = window
+        committed.spans = [span for span in spans if span.turn >= committed.window_turn]
+        committed.messages = committed.messages[committed.window_start - updated.window_start :]
+        if limits.keep_turns:
+            room = MAX_TRANSACTION_ENTITIES - 1 - len(operations)
+            operations += await self._removal(committed, spans, updated.window_turn, room=room)
         if committed.size_bytes > limits.max_session_bytes:
             raise SessionFullError(
                 f"the session would grow to {committed.size_bytes} bytes; the limit is {limits.max_session_bytes}"
             )
         header = header_entity(committed, stored_state_props(committed.state_json, limits.max_state_bytes))
+        self.hints.set(committed.pk, committed.window_rows)
         condition: dict[str, Any] = {
             "mode": UpdateMode.REPLACE,
             "etag": updated.etag,
@@ -449,15 +485,27 @@ class TableSessionStore:
             raise
         return committed
 
-    @traced("store.list_messages")
-    async def list_messages(
-        self, owner: str, agent: str, session_id: str, *, after: int = 0, limit: int = 50
-    ) -> tuple[StoredSession, list[Message], int | None]:
-        """Messages `after` (a message index) up to `limit`, and the next index (None at the end)."""
-        session = await self.load(owner, agent, session_id, with_history=True)
-        page = session.messages[after : after + limit]
-        next_after = after + len(page) if after + len(page) < len(session.messages) else None
-        return session, page, next_after
+    async def _removal(
+        self, committed: StoredSession, spans: list[TurnSpan], loaded_from: int, *, room: int
+    ) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+        """Retention's deletes for this commit (and `committed`'s oldest kept turn and size updated)."""
+        cutoff = min(committed.window_turn, committed.turns - self.limits.keep_turns + 1)
+        with storage_errors(f"rows of {committed.session_id!r}"):
+            removal = await plan_removal(self.table, committed, cutoff, room, spans=spans, loaded_from=loaded_from)
+        if removal is None:
+            return []
+        if removal.queried:
+            self._count("read")  # the keys of turns this turn did not load
+        committed.kept_from = removal.kept_from
+        committed.size_bytes = max(0, committed.size_bytes - removal.nbytes)
+        return [("delete", {"PartitionKey": committed.pk, "RowKey": key}, {}) for key in removal.keys]
+
+    @traced("store.read_page")
+    async def read_page(self, session: StoredSession, order: Order, position: Position | None, limit: int) -> Page:
+        """A history page of the session read with `load(with_history=False)`: see `history.history_page`."""
+        self._count("read")
+        with storage_errors(f"session {session.session_id!r}"):
+            return await history_page(self.table, session, order, position, limit)
 
     # -- deletion and expiry --
 
