@@ -48,6 +48,21 @@ async def raw(azurite: Azurite, function_app_server: FunctionAppServer) -> Async
     await table.close()
 
 
+@pytest.fixture(autouse=True)
+async def drop_new_sessions(http: httpx2.AsyncClient) -> AsyncIterator[None]:
+    """Delete the sessions a test made: long histories left as the newest would weigh on later tests that open
+    the newest session (the playground's)."""
+
+    async def listed() -> set[str]:
+        page = (await http.get(f"/agents/{AGENT}/sessions", params={"limit": 100})).json()
+        return {s["session_id"] for s in page["sessions"]}
+
+    before = await listed()
+    yield
+    for session_id in await listed() - before:
+        await http.delete(f"/agents/{AGENT}/sessions/{session_id}")
+
+
 @pytest.fixture
 async def reader(azurite: Azurite, function_app_server: FunctionAppServer) -> AsyncIterator[TableSessionStore]:
     """A store of the test's own on the app's table: headers read without counting as the app's."""
