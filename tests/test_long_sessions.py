@@ -9,6 +9,7 @@ then real turns run on it over HTTP and compact it further.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -22,7 +23,7 @@ from devtools.echo_model import EchoModel
 from devtools.seed_history import seed_history
 from service.storage import StoredSession, StoreLimits, TableSessionStore
 
-from .api_client import create, say
+from .api_client import assert_problem, create, say
 from .azurite import Azurite
 from .conftest import FunctionAppServer
 from .helpers import seen_user_messages
@@ -299,3 +300,88 @@ async def test_retention_of_turns_older_than_the_window_reads_their_keys_in_batc
     after = await header(reader, stored.session_id)
     assert after.kept_from > 1
     assert len(await turn_rows(raw, after)) == after.turns - after.kept_from + 1
+
+
+# --- history pages ----------------------------------------------------------------------------------------
+
+
+async def all_pages(http: httpx2.AsyncClient, session_id: str, order: str, limit: int) -> list[str]:
+    url = f"/agents/{AGENT}/sessions/{session_id}/messages"
+    found: list[str] = []
+    cursor: str | None = None
+    while True:
+        params: dict[str, Any] = {"limit": limit, "order": order, **({"cursor": cursor} if cursor else {})}
+        page = (await http.get(url, params=params)).json()
+        found += ["".join(c.get("text", "") for c in m["contents"]) for m in page["messages"]]
+        assert len(page["messages"]) <= limit
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return found
+
+
+@pytest.mark.parametrize("limit", [1, 7, 50])
+async def test_history_pages_in_both_orders(
+    http: httpx2.AsyncClient, reader: TableSessionStore, raw: TableClient, limit: int
+):
+    stored = await seeded(http, reader, raw, 60, window=10)
+    every = [text for turn in range(1, 61) for text in (m.text for m in seeded_turn(turn))]
+    assert await all_pages(http, stored.session_id, "asc", limit) == every
+    assert await all_pages(http, stored.session_id, "desc", limit) == every[::-1]
+
+
+@pytest.mark.parametrize("order", ["asc", "desc"])
+async def test_a_page_costs_the_same_whatever_the_sessions_length(
+    http: httpx2.AsyncClient,
+    function_app_server: FunctionAppServer,
+    storage_proxy: StorageProxy,
+    reader: TableSessionStore,
+    raw: TableClient,
+    order: str,
+):
+    costs = []
+    for turns in (10, 2000):
+        stored = await seeded(http, reader, raw, turns, window=5)
+        url = f"/agents/{AGENT}/sessions/{stored.session_id}/messages"
+        first = (await http.get(url, params={"limit": 20, "order": order})).json()
+        async with Counted(function_app_server, storage_proxy) as counted:
+            page = await http.get(url, params={"limit": 20, "order": order, "cursor": first["next_cursor"]})
+        assert page.status_code == 200
+        assert len(page.json()["messages"]) == 20
+        costs.append((counted.gets, counted.entities))
+    assert costs[0] == costs[1] == (2, 1 + 10)  # the header's point read, then one range query of 10 turns
+
+
+async def test_cursors_are_bound_to_their_session_and_order(
+    http: httpx2.AsyncClient, reader: TableSessionStore, raw: TableClient
+):
+    one = await seeded(http, reader, raw, 10, window=None)
+    other = await seeded(http, reader, raw, 10, window=None)
+    url = f"/agents/{AGENT}/sessions/{{}}/messages"
+    cursor = (await http.get(url.format(one.session_id), params={"limit": 3})).json()["next_cursor"]
+    assert (await http.get(url.format(one.session_id), params={"limit": 3, "cursor": cursor})).status_code == 200
+    _, mac = cursor.split(".")
+    forged = base64.urlsafe_b64encode(b"asc.1.0").decode().rstrip("=") + "." + mac
+    refused = {
+        "another session's": (other.session_id, cursor, "asc"),
+        "edited": (one.session_id, forged, "asc"),
+        "for the other order": (one.session_id, cursor, "desc"),
+        "not a cursor": (one.session_id, "!!!", "asc"),
+    }
+    for why, (session_id, sent, order) in refused.items():
+        response = await http.get(url.format(session_id), params={"limit": 3, "cursor": sent, "order": order})
+        problem = assert_problem(response, 400)
+        assert "cursor" in problem["detail"], why
+    assert_problem(await http.get(url.format(one.session_id), params={"order": "sideways"}), 400)
+
+
+async def test_a_recreated_session_refuses_the_cursors_of_the_one_before(http: httpx2.AsyncClient):
+    session = await create(http, session_id="recreated-history")
+    for n in range(3):
+        await say(http, session, f"m{n}")
+    url = "/agents/general/sessions/recreated-history/messages"
+    cursor = (await http.get(url, params={"limit": 2})).json()["next_cursor"]
+    assert (await http.delete("/agents/general/sessions/recreated-history")).status_code == 204
+    session = await create(http, session_id="recreated-history")
+    for n in range(3):
+        await say(http, session, f"again {n}")
+    assert_problem(await http.get(url, params={"limit": 2, "cursor": cursor}), 400)
