@@ -36,7 +36,10 @@ ALL_METHODS = [
     func.HttpMethod.PUT,
     func.HttpMethod.PATCH,
     func.HttpMethod.DELETE,
+    func.HttpMethod.HEAD,
+    func.HttpMethod.OPTIONS,
 ]
+"""Every method reaches the handler, which answers 405 with its own `Allow` (the host's would list these)."""
 # Under the Functions worker these log every storage and identity request, headers included, at INFO.
 NOISY_LOGGERS = ("azure.core.pipeline.policies.http_logging_policy", "azure.identity")
 # The modules of the Functions Python worker (the classic worker, and the 3.13+ proxy worker and runtime).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -28,14 +29,42 @@ from ..storage.catalog import decode_list_cursor
 from ..turns import RESERVED_STATE_KEYS
 from .problems import HttpError, bad_request, invalid, too_large
 
+WHITE_SPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+"""Unicode White_Space, spelled out: regex engines disagree on `\\s` (Python counts \\x1c-\\x1f, JSON Schema's
+ECMA-262 counts \\ufeff), and the document must refuse exactly what the service refuses."""
+NOT_BLANK = re.compile(f"[^{WHITE_SPACE}]")
+"""Text with something in it: at least one character that is not white space (also the document's `pattern`)."""
+
+
+def is_blank(text: str) -> bool:
+    return NOT_BLANK.search(text) is None
+
+
 MAX_JSON_DEPTH = 32
 """Deepest nesting of arrays and objects a request body may have (a turn needs 5; `state` gets the rest)."""
 
 
 class _Body(BaseModel):
-    """Strict: JSON types as sent (`"stream": "yes"` is not a boolean), unknown fields refused."""
+    """Strict: JSON types as sent (`"stream": "yes"` is not a boolean), unknown fields refused.
+
+    One leniency, JSON's own: an integer field takes a number with no fraction (`5.0` is the JSON number 5, and
+    JSON Schema's `integer` in the OpenAPI document says so too); `5.5`, `"5"` and `true` stay refused."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _integral_numbers(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        ints = _int_fields(cls)
+        return {k: int(v) if k in ints and isinstance(v, float) and v.is_integer() else v for k, v in data.items()}
+
+
+@functools.cache
+def _int_fields(model: type[BaseModel]) -> frozenset[str]:
+    """The fields of `model` that hold an integer (or null)."""
+    return frozenset(name for name, f in model.model_fields.items() if f.annotation in (int, int | None))
 
 
 class ReasoningOptions(_Body):
@@ -89,13 +118,25 @@ Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=16)]
 Title = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 
+UNRESERVED_KEYS: dict[str, Any] = {"propertyNames": {"not": {"enum": sorted(RESERVED_STATE_KEYS)}}}
+
+
 class CreateSessionBody(_Body):
     session_id: str | None = Field(default=None, pattern=SESSION_ID_PATTERN.pattern)
     title: Title | None = None
     metadata: Metadata = Field(default_factory=dict)
     history: Literal["local", "service"] | None = None
     service_session_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,256}$")
-    state: dict[str, Any] = Field(default_factory=dict)
+    state: dict[str, Any] = Field(default_factory=dict, json_schema_extra=UNRESERVED_KEYS)
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "not": {
+                "required": ["history", "service_session_id"],
+                "properties": {"history": {"const": "local"}, "service_session_id": {"type": "string"}},
+            }
+        }
+    )
 
     @field_validator("state")
     @classmethod
@@ -137,17 +178,28 @@ class RewindBody(_Body):
 
 
 def _not_blank(text: str) -> str:
-    if not text.strip():
+    if is_blank(text):
         raise ValueError("a message needs text; this one is empty or only whitespace")
     return text
+
+
+MEDIA_TYPE = "[A-Za-z0-9_.+-]+/[A-Za-z0-9_.+-]+"
+"""type/subtype, in ASCII (RFC 6838), spelled out for the same reason as WHITE_SPACE."""
 
 
 class InputAttachment(_Body):
     """An image or file sent with a user message: an https URL (with its media type) or a base64 data URI."""
 
-    uri: str = Field(pattern=r"^(https://\S+|data:[\w.+-]+/[\w.+-]+;base64,[A-Za-z0-9+/=]*)$")
-    media_type: str | None = Field(default=None, pattern=r"^[\w.+-]+/[\w.+-]+$")
+    uri: str = Field(pattern=f"^(https://[^{WHITE_SPACE}]+|data:{MEDIA_TYPE};base64,[A-Za-z0-9+/=]*)$")
+    media_type: str | None = Field(default=None, pattern=f"^{MEDIA_TYPE}$")
     name: str | None = Field(default=None, min_length=1, max_length=256)
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"required": ["uri"], "properties": {"uri": {"pattern": "^https://"}}},
+            "then": {"required": ["media_type"], "properties": {"media_type": {"type": "string"}}},
+        }
+    )
 
     @model_validator(mode="after")
     def _typed(self) -> Self:
@@ -164,15 +216,21 @@ class UpdateSessionBody(_Body):
     (replaces the old pairs)."""
 
     title: Title | None = None
-    metadata: Metadata | None = None
+    metadata: Metadata = Field(default_factory=dict)
+    """Replaces every pair when sent (`{}` removes them all); absent: the pairs stay."""
+
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
 
     @model_validator(mode="after")
     def _something(self) -> Self:
         if not self.model_fields_set:
             raise ValueError("send 'title' and/or 'metadata'")
-        if "metadata" in self.model_fields_set and self.metadata is None:
-            raise ValueError("metadata must be an object (send {} to remove every pair)")
         return self
+
+    @property
+    def new_metadata(self) -> dict[str, str] | None:
+        """The pairs to store, or None to keep the old ones."""
+        return dict(self.metadata) if "metadata" in self.model_fields_set else None
 
 
 CURSOR = WithJsonSchema({"type": "string", "description": "`next_cursor` of the previous page (opaque)"})
@@ -197,11 +255,22 @@ class InputMessage(_Body):
     text: str = ""
     attachments: list[InputAttachment] = Field(default_factory=list)
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["text"], "properties": {"text": {"pattern": NOT_BLANK.pattern}}},
+                {"required": ["attachments"], "properties": {"attachments": {"minItems": 1}}},
+            ],
+            "if": {"required": ["attachments"], "properties": {"attachments": {"minItems": 1}}},
+            "then": {"properties": {"role": {"const": "user"}}},
+        }
+    )
+
     @model_validator(mode="after")
     def _content(self) -> Self:
         if self.attachments and self.role != "user":
             raise ValueError("only user messages take attachments")
-        if not self.text.strip() and not self.attachments:
+        if is_blank(self.text) and not self.attachments:
             raise ValueError("a message needs text (or attachments); this one is empty or only whitespace")
         return self
 
@@ -216,9 +285,29 @@ class ApprovalDecision(_Body):
 
 
 class TurnBody(_Body):
-    message: Annotated[str, AfterValidator(_not_blank)] | None = None
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["message"], "properties": {"message": {"type": "string"}}},
+                {"required": ["messages"], "properties": {"messages": {"type": "array", "minItems": 1}}},
+                {"required": ["approvals"], "properties": {"approvals": {"minItems": 1}}},
+            ],
+            "not": {
+                "required": ["message", "messages"],
+                "properties": {"message": {"type": "string"}, "messages": {"type": "array"}},
+            },
+        }
+    )
+
+    message: Annotated[str, AfterValidator(_not_blank)] | None = Field(
+        default=None, json_schema_extra={"pattern": NOT_BLANK.pattern}
+    )
     messages: list[InputMessage] | None = None
-    approvals: list[ApprovalDecision] = Field(default_factory=list)
+    approvals: list[ApprovalDecision] = Field(
+        default_factory=list,
+        description="decisions on pending tool calls, at most one per `id`",
+        json_schema_extra={"uniqueItems": True},
+    )
     options: TurnOptions = Field(default_factory=TurnOptions)
     stream: bool = False
     if_busy: Literal["reject", "enqueue"] | None = None

@@ -183,7 +183,7 @@ class HttpApi:
             return session_detail(await catalog.details(stored)).response()
         if request.method == "PATCH":
             updated = await catalog.update(
-                stored, title=body.title, metadata=body.metadata, set_title="title" in body.model_fields_set
+                stored, title=body.title, metadata=body.new_metadata, set_title="title" in body.model_fields_set
             )
             return session_reply(updated).response()
         if not await runtime.store.delete_header(stored):
@@ -301,9 +301,10 @@ class HttpApi:
     # openapi.json
     @handler("GET", anonymous=True)
     async def openapi(self, runtime: Runtime, request: Request) -> Response:
-        """The OpenAPI document of this app, built once (it depends on the routes and agents only)."""
+        """The OpenAPI document of this app, built once (it depends on the routes, agents and limits only)."""
         if self._openapi is None:
-            document = openapi_document(self.routes(), HANDLER_METHODS, sorted(self.runtime.agents))
+            routes, agents = self.routes(), sorted(self.runtime.agents)
+            document = openapi_document(routes, HANDLER_METHODS, agents, runtime.settings.limits)
             self._openapi = json.dumps(document, separators=(",", ":")).encode()
         return Response(self._openapi, media_type="application/json")
 

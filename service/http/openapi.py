@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from ..settings import Limits
 from ..storage import SESSION_ID_PATTERN
 from .bodies import IDEMPOTENCY_KEY
 from .operations import ROUTES, Answer, Operation
@@ -90,14 +91,16 @@ class UndocumentedRouteError(RuntimeError):
 
 
 def openapi_document(
-    routes: Sequence[str], handler_methods: Mapping[str, Sequence[str]], agents: Sequence[str]
+    routes: Sequence[str], handler_methods: Mapping[str, Sequence[str]], agents: Sequence[str], limits: Limits
 ) -> dict[str, Any]:
     """The document for the app's HTTP `routes` (templates without the /api prefix), whose handlers accept
-    `handler_methods` (handler name -> methods), serving `agents` (the `{agent}` parameter's values)."""
+    `handler_methods` (handler name -> methods), serving `agents` (the `{agent}` parameter's values), under the
+    app's size `limits` (part of the request schemas: a request the document allows is not refused for size)."""
     missing = [route for route in routes if route not in ROUTES]
     if missing:
         raise UndocumentedRouteError(f"routes without an entry in service/http/operations.py ROUTES: {missing}")
     schemas = _component_schemas(routes)
+    _apply_limits(schemas, limits)
     paths: dict[str, Any] = {}
     for route in routes:
         doc = ROUTES[route]
@@ -135,6 +138,19 @@ def _component_schemas(routes: Sequence[str]) -> dict[str, Any]:
     _, top = models_json_schema([(model, mode) for model in _models(routes)], ref_template=REF)
     schemas: dict[str, Any] = top.get("$defs", {})
     return schemas
+
+
+def _apply_limits(schemas: dict[str, Any], limits: Limits) -> None:
+    """The configured limits as JSON Schema keywords on the fields they bound (the models cannot know them)."""
+    bounds = {
+        ("TurnBody", "message"): {"maxLength": limits.max_message_chars},
+        ("TurnBody", "messages"): {"maxItems": limits.max_messages_per_turn},
+        ("InputMessage", "text"): {"maxLength": limits.max_message_chars},
+        ("TurnOptions", "max_output_tokens"): {"maximum": limits.max_output_tokens},
+    }
+    for (model, name), keywords in bounds.items():
+        if model in schemas:
+            schemas[model]["properties"][name].update(keywords)
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:
