@@ -55,7 +55,7 @@ def devserver(azurite: Azurite, tmp_path: Path) -> Iterator[str]:
     finally:
         proc.terminate()
         output, _ = proc.communicate(timeout=10)
-        assert "sessions: [GET,POST,PUT,PATCH,DELETE]" in output  # the routes it derived from function_app
+        assert "sessions: [GET,POST,PUT,PATCH,DELETE,HEAD,OPTIONS]" in output  # the routes it derived from function_app
         assert "expire_sessions: timerTrigger '0 */5 * * * *'" in output
         assert "No model endpoint set: serving the echo model at http://127.0.0.1:" in output
 

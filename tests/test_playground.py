@@ -57,6 +57,11 @@ def wait_for(driver: WebDriver, condition: Any, timeout: float = TIMEOUT) -> Any
     return WebDriverWait(driver, timeout, poll_frequency=0.02, ignored_exceptions=stale).until(condition)
 
 
+def click(driver: WebDriver, selector: str) -> None:
+    """Click the element, found again if the sidebar re-rendered it in between (a stale element)."""
+    wait_for(driver, lambda d: d.find_element(By.CSS_SELECTOR, selector).click() or True)
+
+
 def status_text(driver: WebDriver) -> str:
     return driver.find_element(By.ID, "status").text
 
@@ -226,7 +231,9 @@ async def test_switching_agents_and_deleting_a_session(page: WebDriver, http: ht
     assert reply.endswith("[instructions: You are the general test assistant.]")
     assert (await http.get(f"/agents/general/sessions/{session_id}")).status_code == 200
 
-    page.find_element(By.CSS_SELECTOR, f'#sessions li[data-session-id="{session_id}"] .delete').click()
+    row = f'#sessions li[data-session-id="{session_id}"]'
+    wait_for(page, lambda d: texts(d, f"{row} .open") == ["hi"])  # the list was re-read after the first turn
+    click(page, f"{row} .delete")
     wait_for(page, lambda d: session_id not in session_ids(d))
     assert (await http.get(f"/agents/general/sessions/{session_id}")).status_code == 404
     assert bubbles(page, "assistant") == []
@@ -238,7 +245,7 @@ async def test_renaming_a_session(page: WebDriver, http: httpx2.AsyncClient):
     say_and_wait(page, "plan my trip")
     row = f'#sessions li[data-session-id="{session_id}"]'
     wait_for(page, lambda d: texts(d, f"{row} .open") == ["plan my trip"])  # titled by its first message
-    page.find_element(By.CSS_SELECTOR, f"{row} .rename").click()
+    click(page, f"{row} .rename")
     prompt = wait_for(page, lambda d: d.switch_to.alert)
     prompt.send_keys("Lisbon in May")
     prompt.accept()
