@@ -22,7 +22,7 @@ from agent_core.messages import Message
 from devtools.echo_model import EchoModel
 from service.auth import SHARED_OWNER
 from service.expiry import sweep
-from service.storage import STORAGE_RETRIES, StoredSession, TableSessionStore, partition_key
+from service.storage import STORAGE_RETRIES, StoredSession, StoreLimits, TableSessionStore, partition_key
 from service.storage.branching import BranchingError, fork, rewind
 from service.storage.layout import turn_of
 from service.storage.statelog import PATCH_COLUMNS
@@ -452,3 +452,26 @@ async def test_a_state_changed_outside_the_turns_is_refused_not_guessed(store: T
     with pytest.raises(BranchingError, match="cannot be restored"):
         await rewind(store, "o", "a", "s", 0)
     assert (await store.load("o", "a", "s")).turns == 1  # nothing written
+
+
+async def test_turns_whose_history_retention_removed_are_refused(store: TableSessionStore):
+    kept = store.with_limits(StoreLimits(keep_turns=2))
+    stored = await kept.create(owner="o", agent="a", session_id="s", history="local", service_session_id=None, state={})
+    # turns 1-5 keep their context from message 0 (the window spans them all); turn 6 moves it to itself
+    for turn, first_kept in [(1, 0), (2, 0), (3, 0), (4, 0), (5, 0), (6, 10)]:
+        loaded = await kept.load("o", "a", "s")
+        said = [Message("user", [f"line {turn}"]), Message("assistant", [f"reply {turn}"])]
+        state = {COMPACTION_STATE_KEY: CompactionState(first_kept=first_kept)}
+        stored = await kept.commit_turn(replace(loaded, state=state), said, keep_from=first_kept)
+    assert stored.kept_from == 5  # turns 1-4 went: before the window and the last two turns
+    rows = await kept.get_header(stored.pk)
+    assert rows is not None
+    for turn, reason in [(4, "older than the history kept"), (5, "messages of turns no longer kept")]:
+        for attempt in (fork(kept, "o", "a", "s", turn=turn, new_id=f"f{turn}"), rewind(kept, "o", "a", "s", turn)):
+            with pytest.raises(BranchingError, match=reason):
+                await attempt
+    forked = await fork(kept, "o", "a", "s", turn=6, new_id="f6")
+    assert forked.session.kept_from == 5
+    loaded = await kept.load("o", "a", "f6")  # the fork loads its window: turn 6 alone
+    assert [m.text for m in loaded.messages] == ["line 6", "reply 6"]
+    assert (await kept.get_header(stored.pk)) == rows  # nothing written to the source

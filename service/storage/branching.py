@@ -32,6 +32,7 @@ from azure.core import MatchConditions
 from azure.data.tables import UpdateMode
 
 from agent_core.approvals import APPROVALS_KEY, pending_requests
+from agent_core.compaction import COMPACTION_STATE_KEY, CompactionState
 from agent_core.messages import Message
 
 from .errors import SessionConflictError, SessionNotFoundError, StorageUnavailableError, StoreError, storage_errors
@@ -168,12 +169,22 @@ async def read_log(store: TableSessionStore, header: StoredSession) -> TurnLog:
     return log
 
 
-def check_kept(log: TurnLog, turn: int) -> None:
-    """Refuse a turn older than the kept history (removed by history retention)."""
+def check_kept(log: TurnLog, turn: int, state_json: Any) -> None:
+    """Refuse a turn older than the kept history (history retention removed its rows), or one whose context
+    (the compaction window it had) began in turns no longer kept: a session made from it could not load it."""
     first = log.first_kept()
     if first > 1 and turn < first:
         raise BranchingError(
             f"turn {turn} is older than the history kept for this session (from turn {first} on)",
+            turns=log.header.turns,
+        )
+    spans = log.spans(turn)
+    state = decoded(state_json)
+    needed = CompactionState.of(state).first_kept if COMPACTION_STATE_KEY in state else 0
+    if first > 1 and spans and needed < spans[0].start:
+        raise BranchingError(
+            f"turn {turn} was answered with messages of turns no longer kept for this session (history is kept "
+            f"from turn {first} on)",
             turns=log.header.turns,
         )
 
@@ -192,9 +203,9 @@ async def rewind(
     if turn == header.turns and not header.dropping:
         return header, 0
     log = await read_log(store, header)
-    check_kept(log, turn)
-    dropped = [t for t in log.turns if t.turn > turn]
     state_json = log.state_json_at(turn)
+    check_kept(log, turn, state_json)
+    dropped = [t for t in log.turns if t.turn > turn]
     marker = f"rewind-{secrets.token_hex(8)}"
     rewound_session = replace(
         header,
@@ -341,8 +352,8 @@ async def fork(
     now = now or datetime.now(UTC)
     header, turn = await branchable_header(store, owner, agent, source_id, turn, now)
     log = await read_log(store, header)
-    check_kept(log, turn)
     state_json = log.state_json_at(turn)
+    check_kept(log, turn, state_json)
     kept = [t for t in log.turns if t.turn <= turn]
     state = decoded(state_json)
     pending = pending_requests(state)
