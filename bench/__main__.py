@@ -25,6 +25,7 @@ from .measures import (
     telemetry,
     throughput,
     turns,
+    window,
 )
 from .result import Result
 from .services import ROOT, ModelProcess
@@ -32,7 +33,8 @@ from .services import ROOT, ModelProcess
 Measure = Callable[[Context], Awaitable[list[Result]]]
 # (ids it reports, title, coroutine), in the order they run
 MEASURES: list[tuple[tuple[int, ...], str, Measure]] = [
-    ((1, 3), "round trips and latency per turn", turns.run),
+    ((1,), "entities read per turn, turn and page at 10,000 turns", window.run),
+    ((3,), "latency per turn", turns.run),
     ((2,), "bytes written per turn", bytes_written.run),
     ((4,), "framework CPU overhead", framework.run),
     ((5,), "expiry sweep", expiry.run),
@@ -85,8 +87,9 @@ def outputs(ctx: Context, results: list[Result], mode: str, seconds: float) -> N
     png = ctx.out_dir / "turn_cost.png"
     latency = by_id[3].figures.get("by_history") if 3 in by_id else None
     bytes_series = by_id[2].figures.get("bytes_per_turn") if 2 in by_id else None
+    reads = by_id[1].figures.get("by_history") if 1 in by_id else None
     if latency and bytes_series and plot.available():
-        plot.turn_cost(png, latency, bytes_series, title)
+        plot.turn_cost(png, latency, bytes_series, title, reads)
         extra["png"] = str(png)
     else:
         extra["png"] = None

@@ -26,6 +26,9 @@ class Sizes:
     memory_turns: int
     compaction_turns: int  # #10: turns of one compacted conversation
     compaction_uncompacted: int  # #10: turns of the same conversation without compaction
+    window_lengths: tuple[int, ...]  # #1: turns of history seeded before the measured turns
+    window_turns: int  # #1: the compaction window the seeded sessions carry
+    window_samples: int  # #1: measured turns (and pages) per length
 
 
 FULL = Sizes(
@@ -48,6 +51,9 @@ FULL = Sizes(
     memory_turns=10_000,
     compaction_turns=300,
     compaction_uncompacted=40,
+    window_lengths=(1, 10, 100, 1000, 10_000),
+    window_turns=20,
+    window_samples=12,
 )
 
 QUICK = Sizes(
@@ -70,4 +76,7 @@ QUICK = Sizes(
     memory_turns=24,
     compaction_turns=12,
     compaction_uncompacted=6,
+    window_lengths=(1, 10, 40),
+    window_turns=5,
+    window_samples=2,
 )

@@ -114,6 +114,8 @@ def app_settings(connection_string: str, table: str, model_url: str) -> dict[str
         "OPENAI_RESPONSES_MODEL_ID": MODEL_ID,
         "AGENT_MODEL_MAX_RETRIES": "0",
         "AGENT_SWEEP_SCHEDULE": "0 0 0 1 1 *",
+        # #3 sends histories of up to 1,000 turns whole (~170k tokens); #1's sessions carry a compaction window
+        "AGENT_COMPACTION_TOKEN_BUDGET": "1000000",
     }
 
 

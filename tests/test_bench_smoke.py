@@ -29,11 +29,15 @@ def test_quick_bench_reports_every_target(tmp_path: Path, azurite: Azurite):
     assert document["machine"]["cores"] >= 1
     assert document["machine"]["python"]
 
-    round_trips = results[1]["figures"]
-    assert all(e["operations"] == {"read": 1, "write": 2} for e in round_trips["local"])
-    assert all(e["operations"] == {"read": 1, "write": 2} for e in round_trips["service"])
-    assert all(e["requests"] == {"GET": 1, "PATCH": 1, "POST": 1} for e in round_trips["local"])
-    assert results[1]["met"] is True
+    reads = results[1]["figures"]
+    assert [e["history_turns"] for e in reads["by_history"]] == [1, 10, 40]
+    for entry in reads["by_history"]:
+        assert entry["operations"] == {"read": 1, "write": 2}
+        assert entry["requests"] == {"GET": 1, "PATCH": 1, "POST": 1}
+        # the header and the window: the seeded last 5 turns (all of a shorter session), the warm-up turn and
+        # the samples before this one
+        window = min(entry["history_turns"], reads["window_turns"])
+        assert entry["entities_per_turn"] == [1 + window + 1, 1 + window + 2]
 
     bytes_per_turn = results[2]["figures"]["bytes_per_turn"]
     assert len(bytes_per_turn) >= 2

@@ -1,7 +1,8 @@
-"""#1 and #3: one turn through HTTP (the dev server) at 1 / 100 / 1,000 turns of history.
+"""#3: one turn through HTTP (the dev server) at 1 / 100 / 1,000 turns of history, sent whole.
 
-#1 reads the app store's counters around each turn: logical operations (a paged query is one read) and HTTP
-requests, in local mode at each history length and in service mode. #3 times each turn, subtracts the echo
+The histories have no compaction window yet (the bench app's budget, AGENT_COMPACTION_TOKEN_BUDGET, is set
+above them), so each turn reads and sends every turn: the worst case before compaction. #3 times each turn,
+subtracts the echo
 model's own latency (the model request the turn made, replayed right after as a plain HTTP POST), and compares
 that with the storage floor: the same turn's query and transaction issued directly with azure-data-tables on
 a clone of the same session, in the same iteration. The app's own step timings (handler, store load, model call,
@@ -20,7 +21,7 @@ import httpx2
 from service.storage.layout import turn_rk
 
 from ..context import Context
-from ..history import AGENT, OWNER, HistorySeeder, commit
+from ..history import AGENT, HistorySeeder
 from ..result import Result
 from ..services import diff
 from ..stats import median, ms, percentile
@@ -121,70 +122,6 @@ def app_steps(steps: dict[str, list[float]], turns: list[float]) -> dict[str, fl
     return found
 
 
-async def service_mode(ctx: Context, http: httpx2.AsyncClient, history: HistorySeeder) -> list[dict[str, Any]]:
-    """Round trips of service-mode turns (the model service keeps the history; the store keeps the header)."""
-    app, store = ctx.app(), history.seeder
-    response = await http.post(f"/agents/{AGENT}/sessions", json={"history": "service"})
-    session_id = response.json()["session_id"]
-    found = []
-    for label, length in [("first turn", 0), *((f"{n} turns", n) for n in ctx.sizes.service_lengths)]:
-        stored = await store.store.load(OWNER, AGENT, session_id)
-        while stored.turns < length:  # header-only commits, as a service-mode turn writes
-            stored = await commit(store, stored, [])
-        before = app.counters()
-        await post_turn(http, session_id, f"service turn after {length}")
-        after = app.counters()
-        found.append(
-            {
-                "history_turns": label,
-                "operations": diff(after["operations"], before["operations"]),
-                "requests": diff(after["requests"], before["requests"]),
-            }
-        )
-    return found
-
-
-def _one_read_two_writes(operations: dict[str, int]) -> bool:
-    """A turn: one read (the partition query), the lease write, the commit (which releases the lease)."""
-    return operations == {"read": 1, "write": 2}
-
-
-def round_trips_result(local: list[dict[str, Any]], service: list[dict[str, Any]]) -> Result:
-    every_local = [ops for entry in local for ops in entry["operations"]]
-    met = all(map(_one_read_two_writes, every_local)) and all(_one_read_two_writes(s["operations"]) for s in service)
-    pages = "/".join(str(max(r.get("GET", 0) for r in entry["requests"])) for entry in local)
-    lengths = "/".join(str(entry["history_turns"]) for entry in local)
-    measured = (
-        f"local {lengths} turns: {'1 read + 2 writes' if met else 'see figures'} "
-        f"(HTTP: {pages} GET page(s), 1 PATCH for the lease, 1 POST for the commit); service mode: "
-        + ", ".join(f"{s['operations'].get('read', 0)}R+{s['operations'].get('write', 0)}W" for s in service)
-    )
-    return Result(
-        id=1,
-        title="Storage round trips per turn",
-        target="1 read + 2 writes (lease, commit) at every length",
-        measured=measured,
-        met=met,
-        figures={
-            "local": [
-                {
-                    "history_turns": e["history_turns"],
-                    "operations": e["operations"][0],
-                    "requests": e["requests"][0],
-                    "expected_get_pages": e["expected_get_pages"],
-                    "all_samples_equal": all(o == e["operations"][0] for o in e["operations"]),
-                }
-                for e in local
-            ],
-            "service": service,
-        },
-        notes=[
-            "A paged partition query is one logical read; Table Storage pages it at 1,000 rows (GET pages). The "
-            "writes are the turn lease (a conditional merge of the header) and the commit transaction."
-        ],
-    )
-
-
 def latency_result(local: list[dict[str, Any]]) -> Result:
     checks = [e["turn_minus_model_ms"]["p50"] <= e["floor_ms"]["p50"] + FLOOR_ALLOWANCE_S * 1000 for e in local]
     measured = "; ".join(
@@ -226,5 +163,4 @@ async def run(ctx: Context) -> list[Result]:
             await post_turn(http, warm_id, f"warm-up {n}")
             await replay(model_http, ctx.model.last_request())  # and the replaying client
         local = [await measure_length(ctx, http, model_http, history, n) for n in ctx.sizes.history_lengths]
-        service = await service_mode(ctx, http, history)
-    return [round_trips_result(local, service), latency_result(local)]
+    return [latency_result(local)]

@@ -91,6 +91,7 @@ def main() -> None:
                 answer = {
                     "operations": dict(store.operations) if store else {},
                     "requests": store.counter.snapshot() if store else {},
+                    "entities": store.rows_read if store else 0,
                 }
             elif command == "timings":
                 answer = timings.take()

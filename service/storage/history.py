@@ -227,13 +227,16 @@ async def plan_removal(
 
 
 async def read_turns(
-    table: TableClient, session: StoredSession, first: int, last: int
+    table: TableClient, session: StoredSession, first: int, last: int, counted: list[int] | None = None
 ) -> list[tuple[int, list[Message]]]:
-    """The stored turns `first..last` (one range query), as (turn, messages) oldest first."""
+    """The stored turns `first..last` (one range query), as (turn, messages) oldest first; the number of rows
+    read is appended to `counted`."""
     if last < first:
         return []
     low, high = turn_range(session.inc, first, last)
     rows = [row async for row in _range_query(table, session.pk, low, high, top=MAX_PAGE_ROWS, select=LOAD_COLUMNS)]
+    if counted is not None:
+        counted.append(len(rows))
     return [(turn, MESSAGES.validate_json(unpack(group))) for turn, group in turn_groups(rows)]
 
 
@@ -249,6 +252,8 @@ class Page:
     messages: list[Message]
     next: Position | None
     """asc: the next page's first message; desc: the message the next page ends before. None: no more."""
+    rows: int = 0
+    """Entities the page's range queries returned."""
 
 
 async def history_page(
@@ -260,19 +265,24 @@ async def history_page(
     if session.history != "local" or session.turns == 0:
         return Page([], None)
     mean = max(1, session.message_count // session.turns)
+    counted: list[int] = []
     if order == "asc":
-        return await _ascending(table, session, position or (session.kept_from, 0), limit, mean)
-    return await _descending(table, session, position or (session.turns + 1, 0), limit, mean)
+        page = await _ascending(table, session, position or (session.kept_from, 0), limit, mean, counted)
+    else:
+        page = await _descending(table, session, position or (session.turns + 1, 0), limit, mean, counted)
+    return Page(page.messages, page.next, sum(counted))
 
 
-async def _ascending(table: TableClient, session: StoredSession, start: Position, limit: int, mean: int) -> Page:
+async def _ascending(
+    table: TableClient, session: StoredSession, start: Position, limit: int, mean: int, counted: list[int]
+) -> Page:
     found: list[Message] = []
     turn, offset = max(start[0], session.kept_from), start[1] if start[0] >= session.kept_from else 0
     for _ in range(PAGE_ROUNDS):
         if turn > session.turns:
             return Page(found, None)
         last = min(session.turns, turn + min(limit, math.ceil((limit - len(found)) / mean) + (offset > 0)) - 1)
-        for number, messages in await read_turns(table, session, turn, last):
+        for number, messages in await read_turns(table, session, turn, last, counted):
             skip = offset if number == turn else 0
             room = limit - len(found)
             found += messages[skip : skip + room]
@@ -284,7 +294,9 @@ async def _ascending(table: TableClient, session: StoredSession, start: Position
     return Page(found, (turn, 0) if turn <= session.turns else None)
 
 
-async def _descending(table: TableClient, session: StoredSession, before: Position, limit: int, mean: int) -> Page:
+async def _descending(
+    table: TableClient, session: StoredSession, before: Position, limit: int, mean: int, counted: list[int]
+) -> Page:
     found: list[Message] = []
     turn, offset = min(before[0], session.turns + 1), before[1] if before[0] <= session.turns else 0
     for _ in range(PAGE_ROUNDS):
@@ -292,7 +304,7 @@ async def _descending(table: TableClient, session: StoredSession, before: Positi
         if high < session.kept_from:
             return Page(found, None)
         low = max(session.kept_from, high - min(limit, math.ceil((limit - len(found)) / mean) + (offset > 0)) + 1)
-        for number, messages in reversed(await read_turns(table, session, low, high)):
+        for number, messages in reversed(await read_turns(table, session, low, high, counted)):
             end = offset if number == turn else len(messages)
             room = limit - len(found)
             found += reversed(messages[max(0, end - room) : end])

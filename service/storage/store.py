@@ -142,6 +142,8 @@ class TableSessionStore:
         self.counter = counter or RequestCounter()
         self.operations: dict[str, int] = {}
         """Logical storage operations (a paged query counts once; `counter` has the HTTP requests)."""
+        self.rows_read = 0
+        """Entities the store's queries and point reads returned (the bench reads it)."""
         self.hints = WindowHints()
         """Each session's window size as this process last saw it: the first request of a load asks for that."""
 
@@ -174,6 +176,7 @@ class TableSessionStore:
         other = TableSessionStore(self.table, limits, counter=self.counter)
         other.operations = self.operations
         other.hints = self.hints
+        other.rows_read = self.rows_read
         return other
 
     async def ensure_table(self) -> None:
@@ -287,6 +290,7 @@ class TableSessionStore:
                     rows, key_rows = await window, []
             else:
                 rows, key_rows = [await self.table.get_entity(pk, HEADER_RK)], []
+        self.rows_read += len(rows) + len(key_rows)
         if not rows:
             raise SessionNotFoundError(f"session {session_id!r} not found")
         session = session_from_header(rows[0])
@@ -496,6 +500,7 @@ class TableSessionStore:
             return []
         if removal.queried:
             self._count("read")  # the keys of turns this turn did not load
+            self.rows_read += len(removal.keys)
         committed.kept_from = removal.kept_from
         committed.size_bytes = max(0, committed.size_bytes - removal.nbytes)
         return [("delete", {"PartitionKey": committed.pk, "RowKey": key}, {}) for key in removal.keys]
@@ -505,7 +510,9 @@ class TableSessionStore:
         """A history page of the session read with `load(with_history=False)`: see `history.history_page`."""
         self._count("read")
         with storage_errors(f"session {session.session_id!r}"):
-            return await history_page(self.table, session, order, position, limit)
+            page = await history_page(self.table, session, order, position, limit)
+        self.rows_read += page.rows
+        return page
 
     # -- deletion and expiry --
 
