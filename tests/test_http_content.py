@@ -55,10 +55,22 @@ async def test_attachments_reach_the_model_and_the_history(
         ({"text": "x", "attachments": [{"uri": "http://example.com/a.png", "media_type": "image/png"}]}, "uri"),
         ({"text": "x", "attachments": [{"uri": "https://example.com/a.png"}]}, "media_type"),
         ({"text": "x", "attachments": [{"uri": "data:image/png,notbase64"}]}, "uri"),
+        ({"text": "x", "attachments": [{"uri": "data:image/png;base64,iVBORw0KGgo"}]}, "uri"),
+        ({"text": "x", "attachments": [{"uri": "data:image/png;base64,A==="}]}, "uri"),
+        ({"text": "x", "attachments": [{"uri": "data:image/png;base64,"}]}, "uri"),
         ({"role": "assistant", "text": "x", "attachments": [{"uri": PNG}]}, "only user messages"),
         ({"text": "x", "attachments": [{"uri": PNG, "extra": 1}]}, "extra"),
     ],
-    ids=["plain-http", "url-without-media-type", "data-uri-not-base64", "assistant-attachment", "unknown-field"],
+    ids=[
+        "plain-http",
+        "url-without-media-type",
+        "data-uri-not-base64",
+        "base64-unpadded",
+        "base64-bad-padding",
+        "base64-empty",
+        "assistant-attachment",
+        "unknown-field",
+    ],
 )
 async def test_malformed_attachments_are_refused_before_any_model_call(
     http: httpx2.AsyncClient, model: EchoModel, message: dict[str, Any], error: str

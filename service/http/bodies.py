@@ -187,10 +187,14 @@ MEDIA_TYPE = "[A-Za-z0-9_.+-]+/[A-Za-z0-9_.+-]+"
 """type/subtype, in ASCII (RFC 6838), spelled out for the same reason as WHITE_SPACE."""
 
 
+BASE64 = "(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{2}==)"
+"""Canonical padded base64 of at least one byte (RFC 4648): what the model service decodes without refusing."""
+
+
 class InputAttachment(_Body):
     """An image or file sent with a user message: an https URL (with its media type) or a base64 data URI."""
 
-    uri: str = Field(pattern=f"^(https://[^{WHITE_SPACE}]+|data:{MEDIA_TYPE};base64,[A-Za-z0-9+/=]*)$")
+    uri: str = Field(pattern=f"^(https://[^{WHITE_SPACE}]+|data:{MEDIA_TYPE};base64,{BASE64})$")
     media_type: str | None = Field(default=None, pattern=f"^{MEDIA_TYPE}$")
     name: str | None = Field(default=None, min_length=1, max_length=256)
 

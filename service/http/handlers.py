@@ -178,7 +178,9 @@ class HttpApi:
         if request.method == "PATCH":
             data = await read_json(request, runtime.settings.limits.max_request_bytes, required=True)
             body = parse(UpdateSessionBody, data)
-        stored = await runtime.store.load(caller, spec.name, session_id(request), with_history=False)
+        stored = await runtime.store.load(
+            caller, spec.name, session_id(request), with_history=False, any_layout=request.method == "DELETE"
+        )
         if request.method == "GET":
             return session_detail(await catalog.details(stored)).response()
         if request.method == "PATCH":

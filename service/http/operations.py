@@ -56,6 +56,8 @@ class Answer:
     """Link name -> operationId taking `agent` and `session_id` from this reply (for clients and the fuzzer)."""
 
 
+OLD_LAYOUT = "Stored by an earlier version in a row layout this one does not read (it can only be deleted)"
+
 PROBLEM_WHY: dict[int, str] = {
     400: "Invalid input: malformed or non-object JSON, unknown or invalid fields (each in `errors`), an invalid "
     "query, a malformed Idempotency-Key, or the model service rejected the request",
@@ -63,7 +65,8 @@ PROBLEM_WHY: dict[int, str] = {
     403: "Attaching a service conversation this app did not create (AGENT_ATTACH_UNBOUND_CONVERSATIONS is off)",
     404: "No such agent or session (or one of another principal, or expired)",
     409: "Conflict: a turn is in progress (nothing was done; see Retry-After), the session id exists, the session "
-    "changed meanwhile, or approvals pending or not matching (`pending_approvals`)",
+    "changed meanwhile, approvals pending or not matching (`pending_approvals`), or the session was stored by an "
+    "earlier version of the app in a row layout this one does not read (it can only be deleted)",
     413: "Over a limit: body, message, messages per turn, state or session size",
     415: "The body is not application/json",
     422: "The Idempotency-Key was sent before with a different request",
@@ -160,13 +163,30 @@ ROUTES: dict[str, RouteDoc] = {
                 "GET",
                 "getSession",
                 "A session's metadata, title, metadata pairs, state and pending approvals",
-                {200: Answer("The session", SessionDetail), **problems(*CALLER, 404)},
+                {
+                    200: Answer("The session", SessionDetail),
+                    **problems(
+                        *CALLER,
+                        404,
+                        409,
+                        s409=OLD_LAYOUT,
+                    ),
+                },
             ),
             Operation(
                 "PATCH",
                 "updateSession",
                 "Set the title (null: back to the one made from the first message) and/or replace the metadata",
-                {200: Answer("The session as listed", Session), **problems(*CALLER, *BODY, 404)},
+                {
+                    200: Answer("The session as listed", Session),
+                    **problems(
+                        *CALLER,
+                        *BODY,
+                        404,
+                        409,
+                        s409=OLD_LAYOUT,
+                    ),
+                },
                 body=UpdateSessionBody,
                 body_required=True,
             ),
@@ -188,7 +208,16 @@ ROUTES: dict[str, RouteDoc] = {
                 "GET",
                 "getHistory",
                 "The session's history, paged: oldest first (order=asc) or newest first (order=desc)",
-                {200: Answer("A page of messages", HistoryPage), **problems(*CALLER, 400, 404)},
+                {
+                    200: Answer("A page of messages", HistoryPage),
+                    **problems(
+                        *CALLER,
+                        400,
+                        404,
+                        409,
+                        s409=OLD_LAYOUT,
+                    ),
+                },
                 query=HistoryQuery,
                 description="Empty for service-managed sessions (the service keeps their history). A cursor "
                 "works only on the session (and in the order) whose page returned it; any other answers 400.",

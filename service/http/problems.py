@@ -28,6 +28,7 @@ from ..storage import (
     InvalidSessionIdError,
     SessionConflictError,
     SessionExistsError,
+    SessionLayoutError,
     SessionNotFoundError,
     StorageUnavailableError,
     TurnTooLargeError,
@@ -112,7 +113,7 @@ def to_http_error(exc: Exception) -> HttpError:
             return HttpError(403, "Forbidden", str(exc))
         case BranchingError():
             return HttpError(409, "Conflict", str(exc), retry_after=exc.retry_after, **exc.extra)
-        case SessionExistsError():
+        case SessionExistsError() | SessionLayoutError():
             return HttpError(409, "Conflict", str(exc))
         case TurnInProgressError():
             return HttpError(409, "Conflict", f"{exc}; nothing was done for this request", retry_after=exc.retry_after)

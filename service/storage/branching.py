@@ -50,6 +50,7 @@ from .layout import (
     lease_props,
     new_inc,
     partition_key,
+    require_current_layout,
     stored_state_props,
     turn_entities,
     turn_range,
@@ -131,6 +132,7 @@ async def branchable_header(
     header = await store.get_header(partition_key(owner, agent, session_id))
     if header is None or header.owner != owner or header.agent != agent or header.expires_at <= now:
         raise SessionNotFoundError(f"session {session_id!r} not found")
+    require_current_layout(header)
     if header.history != "local":
         raise BranchingError(
             "fork and rewind need local history; this session's history lives on the model service "

@@ -47,6 +47,11 @@ class SessionConflictError(StoreError):
     """Another turn changed the session since it was read; nothing was written."""
 
 
+class SessionLayoutError(StoreError):
+    """The session was stored by an earlier version in a row layout this one does not read (its header's
+    `schema`). Nothing is read past the header or written; such a session can still be deleted."""
+
+
 class TurnTooLargeError(StoreError):
     """A turn or session exceeds a storage limit or a configured maximum; nothing was written."""
 

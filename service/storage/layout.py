@@ -35,7 +35,7 @@ from pydantic import TypeAdapter
 from agent_core.messages import Message
 from agent_core.sessions import decode_value, encode_value
 
-from .errors import InvalidSessionIdError, TurnTooLargeError
+from .errors import InvalidSessionIdError, SessionLayoutError, TurnTooLargeError
 
 SCHEMA_VERSION = 2
 HEADER_RK = "h"
@@ -105,6 +105,11 @@ def new_inc(now: datetime) -> str:
 def turn_rk(inc: str, turn: int) -> str:
     """A turn's first row. Inverted, so that the newest turn comes first right after the header."""
     return f"h~{inc}~{MAX_TURN - turn:08d}"
+
+
+def legacy_turn_range(inc: str) -> tuple[str, str]:
+    """RowKey bounds of one incarnation's turn rows in schema 1 (`t~<inc>~<turn>`, oldest first): only deleted."""
+    return f"t~{inc}~", f"t~{inc}~~"
 
 
 def turn_range(inc: str, first: int = 1, last: int = MAX_TURN) -> tuple[str, str]:
@@ -225,6 +230,8 @@ class StoredSession:
     """The oldest turn whose rows may still be stored (retention removes older ones)."""
     spans: list[TurnSpan] = field(default_factory=list)
     """The loaded turns, oldest first: where their messages are in `messages` and how many rows each has."""
+    schema: int = SCHEMA_VERSION
+    """The row layout the session was stored in (1: turn rows `t~<inc>~<turn>`, before windowed reads)."""
 
     def leased(self, now: datetime) -> bool:
         """True while a turn holds the session (an expired lease no longer counts)."""
@@ -345,14 +352,25 @@ def session_from_header(entity: Mapping[str, Any]) -> StoredSession:
         window_start=int(entity.get("window_start") or 0),
         window_rows=int(entity.get("window_rows") or 0),
         kept_from=int(entity.get("kept_from") or 1),
+        schema=int(entity.get("schema") or 1),
     )
+
+
+def require_current_layout(s: StoredSession) -> None:
+    """Refuse (SessionLayoutError) a session stored in an earlier row layout: read with this one's keys it
+    would look empty, and a turn on it would orphan its history."""
+    if s.schema != SCHEMA_VERSION:
+        raise SessionLayoutError(
+            f"session {s.session_id!r} was stored by an earlier version of this app (row layout {s.schema}, this "
+            f"version reads {SCHEMA_VERSION}); it can be deleted, not read or continued"
+        )
 
 
 def group_turn_rows(rows: Iterable[Mapping[str, Any]]) -> list[list[Mapping[str, Any]]]:
     """Rows of one turn (the first plus its continuations) together, in the order read (newest turn first)."""
     groups: list[list[Mapping[str, Any]]] = []
     for row in rows:
-        if row["RowKey"].count("~") == 3 and groups:  # t~inc~turn~n continues the previous row
+        if row["RowKey"].count("~") == 3 and groups:  # h~inc~turn~n continues the previous row
             groups[-1].append(row)
         else:
             groups.append([row])

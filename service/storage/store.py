@@ -69,8 +69,10 @@ from .layout import (
     key_record,
     key_rk,
     lease_props,
+    legacy_turn_range,
     new_inc,
     partition_key,
+    require_current_layout,
     session_from_header,
     state_props,
     stored_state_props,
@@ -274,10 +276,12 @@ class TableSessionStore:
         now: datetime | None = None,
         with_history: bool = True,
         key_hash: str | None = None,
+        any_layout: bool = False,
     ) -> StoredSession:
         """Header and window (`with_history`: the turns from the window's first on, see history.py) in one
         row-key range query; with `key_hash` also that idempotency record (`session.record`), by a second
-        query sent at the same time. Without `with_history`, the header alone (a point read)."""
+        query sent at the same time. Without `with_history`, the header alone (a point read). A session stored in
+        an earlier row layout is refused (SessionLayoutError) unless `any_layout` (to delete it)."""
         now = now or datetime.now(UTC)
         pk = partition_key(owner, agent, session_id)
         self._count("read")
@@ -296,6 +300,8 @@ class TableSessionStore:
         session = session_from_header(rows[0])
         if session.owner != owner or session.agent != agent or session.expires_at <= now:
             raise SessionNotFoundError(f"session {session_id!r} not found")
+        if not any_layout:
+            require_current_layout(session)
         if with_history:
             add_window(session, rows[1:])
             self.hints.set(pk, len(rows) - 1)
@@ -544,10 +550,14 @@ class TableSessionStore:
 
     @traced("store.delete_rows")
     async def delete_rows(self, pk: str, inc: str) -> int:
-        """Delete one incarnation's turn rows and idempotency records, 100 per transaction. Idempotent."""
-        (t_low, t_high), (k_low, k_high) = turn_range(inc), key_range()
-        query = "PartitionKey eq @pk and ( ( RowKey ge @tl and RowKey lt @th ) or ( RowKey ge @kl and RowKey lt @kh ) )"
-        params = {"pk": pk, "tl": t_low, "th": t_high, "kl": k_low, "kh": k_high}
+        """Delete one incarnation's turn rows (schema 1's too) and idempotency records, 100 per transaction.
+        Idempotent."""
+        (t_low, t_high), (k_low, k_high), (l_low, l_high) = turn_range(inc), key_range(), legacy_turn_range(inc)
+        query = (
+            "PartitionKey eq @pk and ( ( RowKey ge @tl and RowKey lt @th ) or ( RowKey ge @kl and RowKey lt @kh ) "
+            "or ( RowKey ge @ll and RowKey lt @lh ) )"
+        )
+        params = {"pk": pk, "tl": t_low, "th": t_high, "kl": k_low, "kh": k_high, "ll": l_low, "lh": l_high}
         with storage_errors(f"rows of {pk!r}"):
             keys = [
                 {"PartitionKey": row["PartitionKey"], "RowKey": row["RowKey"]}
