@@ -99,6 +99,20 @@ async def test_a_title_from_the_first_user_message(http: httpx2.AsyncClient):
     assert listed[session["session_id"]]["title"] == title  # the first message's, kept
 
 
+async def test_a_rewind_to_turn_0_forgets_the_first_messages_title_but_not_a_set_one(http: httpx2.AsyncClient):
+    made, named = await create(http), await create(http, title="Kept")
+    for session in (made, named):
+        url = f"{SESSIONS}/{session['session_id']}"
+        assert (await http.post(f"{url}/messages", json={"message": "Plan a trip to Lisbon"})).status_code == 200
+        assert (await http.get(url)).json()["title"] in {"Plan a trip to Lisbon", "Kept"}
+        rewound = await http.post(f"{url}/rewind", json={"turn": 0})
+        assert rewound.status_code == 200, rewound.text
+        assert (await http.post(f"{url}/messages", json={"message": "Book a hotel in Porto"})).status_code == 200
+    titles = {s["session_id"]: s["title"] for s in (await listing(http, limit=100))["sessions"]}
+    assert titles[made["session_id"]] == "Book a hotel in Porto"
+    assert titles[named["session_id"]] == "Kept"
+
+
 async def test_titles_and_metadata_at_create_and_patch(http: httpx2.AsyncClient):
     session = await create(http, title="Groceries", metadata={"project": "home", "color": "green"})
     assert (session["title"], session["metadata"]) == ("Groceries", {"project": "home", "color": "green"})

@@ -279,7 +279,10 @@ class HttpApi:
         data = await read_json(request, runtime.settings.limits.max_request_bytes, required=True)
         body = parse(RewindBody, data)
         rewound, dropped = await branching.rewind(runtime.store, caller, spec.name, session_id(request), body.turn)
-        detail = session_detail(await SessionCatalog(runtime.store.table).details(rewound))
+        catalog = SessionCatalog(runtime.store.table)
+        if dropped and body.turn == 0:
+            await catalog.forget_first_message(rewound)
+        detail = session_detail(await catalog.details(rewound))
         return RewindReply(**dict(detail), dropped_turns=dropped).response()
 
     # health

@@ -17,7 +17,8 @@ has not expired; stale rows are deleted by the list that finds them. A page can 
 `limit` sessions while `next_cursor` is still set.
 
 The title, when none was given, is made from the session's first user message the first time it is read
-(no model call): the first turn's row is read once and the title written back to the index row.
+(no model call): the first turn's row is read once and the title written back to the index row (`auto_title`,
+apart from a set `title`, so a rewind to turn 0 can forget it).
 """
 
 from __future__ import annotations
@@ -142,6 +143,14 @@ class SessionCatalog:
             await self.table.upsert_entity(entity, mode=UpdateMode.MERGE)
         return await self.details(session)
 
+    async def forget_first_message(self, session: StoredSession) -> None:
+        """Drop the title made from the first user message (a rewind to turn 0 removed that message): the next
+        first message makes the next one. A title that was set stays."""
+        keys = self._row(session, None, {})
+        entity = {k: keys[k] for k in ("PartitionKey", "RowKey", "session_id", "inc")} | {"auto_title": ""}
+        with storage_errors(f"the sessions list of {session.session_id!r}"):
+            await self.table.upsert_entity(entity, mode=UpdateMode.MERGE)
+
     async def page(
         self, owner: str, agent: str, *, limit: int, after: str | None = None, now: datetime | None = None
     ) -> tuple[list[Listed], str | None]:
@@ -198,10 +207,12 @@ class SessionCatalog:
         metadata: dict[str, str] = json.loads(row.get("metadata") or "{}")
         if row.get("has_title"):
             return Listed(session, str(row.get("title") or "") or None, metadata)
+        if row.get("auto_title") and session.turns >= 1:
+            return Listed(session, str(row["auto_title"]), metadata)
         title = await self._first_message_title(session)
         if title is not None:  # written back once, unless the row changed meanwhile (a PATCH wins)
             etag = getattr(row, "metadata", {}).get("etag")
-            update = {"PartitionKey": row["PartitionKey"], "RowKey": row["RowKey"], "title": title, "has_title": True}
+            update = {"PartitionKey": row["PartitionKey"], "RowKey": row["RowKey"], "auto_title": title}
             with contextlib.suppress(SessionConflictError, SessionNotFoundError), storage_errors("the sessions list"):
                 await self.table.update_entity(
                     update, mode=UpdateMode.MERGE, etag=etag, match_condition=MatchConditions.IfNotModified
