@@ -88,6 +88,9 @@ class OtelAttr:
 
     OPERATION = "gen_ai.operation.name"
     PROVIDER_NAME = "gen_ai.provider.name"
+    SYSTEM = "gen_ai.system"
+    """The older name of `gen_ai.provider.name`, still set on `chat` spans: Azure Monitor's exporter types a
+    dependency as "GenAI | <system>" only from this one."""
     ERROR_TYPE = "error.type"
     ADDRESS = "server.address"
     PORT = "server.port"
@@ -596,6 +599,7 @@ def chat_operation(
     attributes: dict[str, Any] = {
         OtelAttr.REQUEST_MODEL: model,
         OtelAttr.PROVIDER_NAME: provider_name,
+        OtelAttr.SYSTEM: provider_name,
         OtelAttr.CONVERSATION_ID: conversation_id,
         OtelAttr.ADDRESS: server_address,
         OtelAttr.PORT: server_port,

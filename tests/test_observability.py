@@ -175,6 +175,7 @@ def test_span_tree_names_kinds_and_attributes(telemetry: Telemetry) -> None:
     assert chat.kind == SpanKind.CLIENT
     attributes = dict(chat.attributes or {})
     assert attributes["gen_ai.operation.name"] == "chat"
+    assert attributes["gen_ai.provider.name"] == attributes["gen_ai.system"] == "openai"  # Azure Monitor's "GenAI"
     assert attributes["gen_ai.response.id"] == "resp_1"
     assert attributes["gen_ai.usage.input_tokens"] == 30
     assert attributes["gen_ai.request.temperature"] == 0.5
