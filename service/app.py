@@ -78,12 +78,12 @@ def create_app(settings: AppSettings | None = None, agents: Mapping[str, AgentSp
 
     @app.route(route="agents/{agent}/sessions", methods=ALL_METHODS)
     async def sessions(req: Request) -> Response:
-        """POST: create a session."""
+        """POST: create a session. GET: the caller's sessions, newest first."""
         return await api.sessions(req)
 
     @app.route(route="agents/{agent}/sessions/{session_id}", methods=ALL_METHODS)
     async def session(req: Request) -> Response:
-        """GET: a session's metadata and state. DELETE: delete it."""
+        """GET: a session's metadata and state. PATCH: its title and metadata. DELETE: delete it."""
         return await api.session(req)
 
     @app.route(route="agents/{agent}/sessions/{session_id}/messages", methods=ALL_METHODS)
